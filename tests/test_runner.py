@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from mscrs_core.book import runner
+from mscrs_core.cli import main
+
+
+def test_profiles_name_existing_chapters():
+    for c in runner.chapters():
+        assert c.source.is_file(), c.source
+        for prof in runner.PROFILES:
+            runner.check_parameters(c.source, runner.profile_parameters(c.name, prof))
+
+
+def test_unknown_parameter_is_rejected_with_its_name():
+    src = runner.notebooks_dir() / "01_data.py"
+    with pytest.raises(runner.ParameterError, match=r"01_data: unknown parameter 'dataset'.*datasets"):
+        runner.check_parameters(src, {"dataset": "inspired"})
+
+
+def test_wrong_type_is_rejected():
+    src = runner.notebooks_dir() / "01_data.py"
+    with pytest.raises(runner.ParameterError, match=r"'check_checksums' = 'yes' has type str, expected bool"):
+        runner.check_parameters(src, {"check_checksums": "yes"})
+    runner.check_parameters(src, {"datasets": ["inspired"], "data_root": "/x"})
+
+
+def test_unknown_profile():
+    with pytest.raises(runner.ParameterError, match="unknown profile"):
+        runner.profile_parameters("01_data", "fast")
+
+
+def test_prepare_only_injects_parameters_and_leaves_sources_alone(tmp_path):
+    src = runner.notebooks_dir() / "01_data.py"
+    before = src.read_bytes()
+    out = runner.run_chapter("01_data", "smoke", out_dir=tmp_path, overrides={"datasets": ["inspired"]},
+                             prepare_only=True)
+    assert out == tmp_path / "01_data.ipynb" and src.read_bytes() == before
+    nb = json.loads(out.read_text())
+    injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and 'datasets = ["inspired"]' in "".join(injected[0]["source"])
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_cli_reports_parameter_errors(capsys):
+    assert main(["run", "01_data", "--profile", "smoke", "-p", "nope=1"]) == 2
+    assert "unknown parameter 'nope'" in capsys.readouterr().err
