@@ -12,6 +12,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
+export TQDM_DISABLE := 1
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
 
 .PHONY: setup book chapters test test-lib test-notebooks bench clean
 

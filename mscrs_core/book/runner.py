@@ -130,6 +130,9 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
     import papermill as pm
 
     source = notebooks_dir() / f"{name}.py"
+    # progress bars are for terminals; in an executed chapter they would flood the page
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     params = profile_parameters(name, profile)
     params.update(overrides or {})
     check_parameters(source, params)

@@ -177,5 +177,8 @@ def load_redial(data_root: str | os.PathLike | None = None, *, check: bool = Tru
     report["per_split"] = per_split
     report["linker_names"] = len(linker) if linker else 0
     report["movies_linked_to_entities"] = len(movie2eid)
+    source_ids = {}
+    for mid, eid in sorted(movie2eid.items(), key=lambda kv: int(kv[0])):
+        source_ids.setdefault(eid, mid)  # a few entities stand for several ReDial ids: keep the first
     return CRSDataset(name="redial", splits=data, entity2id=entity2id, item_ids=item_ids, kg=kg,
-                      entity_names=names, report=report)
+                      entity_names=names, report=report, source_ids=source_ids)

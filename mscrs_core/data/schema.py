@@ -89,6 +89,8 @@ class CRSDataset:
     kg: KnowledgeGraph
     # entity id -> readable name (DBpedia resource name or the movie title)
     entity_names: dict[int, str] = field(default_factory=dict)
+    # item entity id -> the item's id in the source data (ReDial movie id); empty where they coincide
+    source_ids: dict[int, str] = field(default_factory=dict)
     # reader-specific notes and counts (skipped lines, linking coverage, ...)
     report: dict[str, object] = field(default_factory=dict)
 

@@ -92,6 +92,10 @@ def _join(values: Sequence[str], limit: int) -> str:
     return ", ".join(vals[:-1]) + " and " + vals[-1]
 
 
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def genre_emotions(genres: Iterable[str]) -> list[str]:
     """Emotions for the genres via :data:`GENRE_EMOTIONS`, first occurrence order, no duplicates."""
     out: dict[str, None] = {}
@@ -112,13 +116,19 @@ class OfflineDescriber:
 
     fingerprint = "offline-template-v1"
 
-    def __init__(self, max_per_role: int = 5):
+    def __init__(self, max_per_role: int = 5, state_missing: bool = True):
         if max_per_role < 1:
             raise ValueError(f"max_per_role must be >= 1, got {max_per_role}")
         self.max_per_role = max_per_role
+        # False: leave out aspects the data say nothing about and do not repeat the title. The text
+        # encoder then sees only facts: the shared "no genre recorded" boilerplate and title words would
+        # otherwise dominate the cosine similarities of the text semantic graph (Eq. 9).
+        self.state_missing = state_missing
+        if not state_missing:
+            self.fingerprint = "offline-template-v1-facts-only"
 
     def __repr__(self) -> str:
-        return f"OfflineDescriber(max_per_role={self.max_per_role})"
+        return f"OfflineDescriber(max_per_role={self.max_per_role}, state_missing={self.state_missing})"
 
     def describe_one(self, item: ItemInfo) -> str:
         f = {k: tuple(v for v in vals if isinstance(v, str) and v.strip()) for k, vals in item.facts.items()}
@@ -134,6 +144,7 @@ class OfflineDescriber:
         culture = (f"Credits of {name}: {'; '.join(credits)}." if credits
                    else f"The data record no director, writer or cast for {name}.")
         plot = " ".join(f.get("plot", ())).strip()
+        extra: list[str] = []
         if plot:
             overview = plot
         else:
@@ -142,6 +153,12 @@ class OfflineDescriber:
             extra += [f"{k.replace('_', ' ')}: {_join(v, n)}" for k, v in f.items() if k not in known and v]
             overview = (f"No plot summary is available; recorded production facts: {'; '.join(extra)}." if extra
                         else "No plot summary is available in the data.")
+        if not self.state_missing:
+            parts = [("Theme", f"Genres: {_join(genres, n)}." if genres else ""),
+                     ("Emotion", emotion if emos else ""),
+                     ("Cultural Significance", f"{_upper_first('; '.join(credits))}." if credits else ""),
+                     ("Plot Overview", plot or (f"{_upper_first('; '.join(extra))}." if extra else ""))]
+            return "\n".join(f"{k}: {v}" for k, v in parts if v)
         return (f"Theme: {theme}\nEmotion: {emotion}\nCultural Significance: {culture}\n"
                 f"Plot Overview: {overview}")
 

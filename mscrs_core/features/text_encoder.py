@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Hashable, Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
@@ -176,13 +177,19 @@ class TextEncoder:
         bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
         if bad:
             raise ValueError(f"texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, expected str")
-        out = []
-        for s in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(list(texts[s:s + self.batch_size]), padding=True, truncation=True,
+        if not texts:
+            return torch.zeros(0, self.dim)
+        # batches of similar length waste little compute on padding; rows go back to input order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.zeros(len(texts), self.dim)
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, desc=f"encoding with {Path(self.name).name}", disable=len(starts) < 4, leave=False):
+            idx = order[s:s + self.batch_size]
+            batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt").to(self.device)
             hidden = self.model(**batch).last_hidden_state
-            out.append(mean_pool(hidden, batch["attention_mask"]).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.dim)
+            out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu()
+        return out
 
     def fingerprint(self) -> dict:
         return {"encoder": self.name, "pooling": "mean", "max_length": self.max_length}
