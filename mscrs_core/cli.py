@@ -34,9 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--prepare-only", action="store_true",
                    help="inject the parameters without executing (for nbval, which executes them itself)")
     sub.add_parser("chapters", help="list the chapters")
+    sub.add_parser("chat", help="talk to a trained recommender + generator (mscrs chat --checkpoint DIR)",
+                   add_help=False)
     s = sub.add_parser("stats", help="print Table 1 for a dataset")
     s.add_argument("dataset", choices=["inspired", "redial"])
     s.add_argument("--data", default=None, help="data root (default $MSCRS_DATA or ../shared/data)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["chat"]:
+        from .chat import main as chat_main
+
+        return chat_main(argv[1:])
     args = ap.parse_args(argv)
 
     from .book import runner

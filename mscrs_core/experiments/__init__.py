@@ -1,0 +1,1 @@
+"""Experiments: one recommendation run, and sweeps of runs executed as papermill chapters."""

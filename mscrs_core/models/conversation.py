@@ -1,0 +1,303 @@
+"""MSCRS conversation model: prompt c_s = [T_tilde_s; O_cov; s] and the loss of Eq. (29) (paper Sec. 4.4).
+
+Pipeline for a context s:
+
+1. Q_hat_s (Eq. 25, :mod:`~mscrs_core.models.enhanced_entities`): the context entities plus their first-order
+   neighbours in the active semantic graphs; they fill the q entity slots (context entities last, so they are
+   never truncated) and define the context graph of step 3.
+2. T_hat_s = T + V_tilde_s: V_tilde_s = W1 V_s W2 (Eq. 17) from E_final (Eq. 16), T the mean input embedding of
+   the context tokens (the recommender's choice, see :mod:`~mscrs_core.models.prompt_encoder`); computed by a
+   :class:`~mscrs_core.models.prompt_encoder.PromptEncoder` of the conversation's own (whose task prompt is O_cov).
+3. e_hat_s (Eq. 26, :mod:`~mscrs_core.models.context_mapping`) from the training-context graph;
+   T_tilde_s = AvgPool([Reshape(e_hat_s), T_hat_s]) = (Reshape(e_hat_s) + T_hat_s) / 2 (Eq. 27).
+4. c_s = [T_tilde_s; O_cov; s] (Eq. 28) into the FROZEN backbone (as in the recommendation task: no backbone
+   weight is trained; the trainable parameters theta_gen are the graph encoder, W1/W2, O_cov, the mapping MLP and
+   reshape, and the placeholder embedding below).
+5. Eq. (29): negative log-likelihood of the response tokens given c_s and the preceding tokens.
+   ``loss_reduction="context"`` (default, Eq. 29 as printed): sum over a response's tokens, mean over contexts;
+   ``"token"``: mean over all response tokens (Hugging Face ``labels`` semantics, the authors' code).
+
+Ablations (Fig. 4 c, d): ``use_enhanced_entities=False`` ("w/o -s": Q_s instead of Q_hat_s, in the slots and in
+the context graph), ``use_context_mapping=False`` ("w/o -c": T_tilde_s = T_hat_s), both off ("w/o -all").
+
+``graph_variant="authors_code"``: MSCRS-main's conversation code computes the graph embeddings and then never
+feeds them to the LM; here T_hat_s = T (no V_tilde_s, so the graph encoder is not run at all, which gives the same
+output). Combine with ``loss_on="all"`` for their collator (labels on context and response tokens).
+
+The ``<movie>`` placeholder is ONE token: it is added to the tokenizer as a special token and the frozen backbone
+gets a matching embedding row (``resize_token_embeddings``). Its value is a trainable vector (initialised to the
+mean of the existing input embeddings; a second vector, initialised to the mean output embedding, when input and
+output embeddings are not tied) substituted at input positions and used for the placeholder's logit in the loss;
+:meth:`MSCRSGenerator.sync_placeholder` copies it into the backbone's row(s) before ``generate``. Every other
+backbone weight stays frozen.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mscrs_core.data.samples import MOVIE_PLACEHOLDER
+from mscrs_core.models.backbone import decoder_of
+from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
+from mscrs_core.models.conv_collate import LOSS_ON, ConvCollator
+from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
+from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
+
+GRAPH_VARIANTS = ("paper", "authors_code")
+LOSS_REDUCTIONS = ("context", "token")
+
+
+@dataclass
+class ConvConfig:
+    """Hyper-parameters and ablation switches of :class:`MSCRSGenerator` (saved with checkpoints)."""
+
+    max_entities: int = 32  # q
+    n_entity_prompt: int = 4  # p, length of T_tilde_s
+    n_task_prompt: int = 10  # length of O_cov
+    use_enhanced_entities: bool = True  # Eq. (25); False = "w/o -s"
+    use_context_mapping: bool = True  # Eq. (26)-(27); False = "w/o -c"
+    graph_variant: str = "paper"  # "paper" | "authors_code"
+    max_neighbours: int | None = 32  # Eq. (25) cap (see enhanced_entities)
+    mapping_k: int = 10  # top-k of the context graph
+    mapping_mlp_hidden: int = 256
+    loss_on: str = "response"  # "response" (Eq. 29) | "all" (authors' collator)
+    loss_reduction: str = "context"  # "context" (Eq. 29) | "token"
+    fuse_weight: float = 0.0  # Eq. (29) has no L_fuse; > 0 adds delta * L_fuse (Eq. 18)
+    tau: float = 0.07
+    max_context_length: int = 200
+    max_response_length: int = 80
+    text_embedder: str = "minilm"  # E_s^(0): "minilm" | "hf:<model>" | "hashing:<dim>"
+    placeholder: str = MOVIE_PLACEHOLDER
+
+    def __post_init__(self) -> None:
+        if self.graph_variant not in GRAPH_VARIANTS:
+            raise ValueError(f"graph_variant: expected one of {GRAPH_VARIANTS}, got {self.graph_variant!r}")
+        if self.loss_on not in LOSS_ON:
+            raise ValueError(f"loss_on: expected one of {LOSS_ON}, got {self.loss_on!r}")
+        if self.loss_reduction not in LOSS_REDUCTIONS:
+            raise ValueError(f"loss_reduction: expected one of {LOSS_REDUCTIONS}, got {self.loss_reduction!r}")
+        if self.fuse_weight < 0:
+            raise ValueError(f"fuse_weight: expected >= 0, got {self.fuse_weight}")
+
+    @property
+    def ablation(self) -> str:
+        """Fig. 4(c, d) name of this configuration."""
+        s, c = self.use_enhanced_entities, self.use_context_mapping
+        return "MSCRS" if s and c else "w/o -s" if c else "w/o -c" if s else "w/o -all"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConvConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"ConvConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class ConvOutput:
+    loss: Tensor  # L_gen (+ delta * L_fuse)
+    nll: Tensor  # L_gen, Eq. (29)
+    fuse_loss: Tensor
+    n_tokens: int  # supervised tokens in the batch
+    nll_sum: float = 0.0  # summed token NLL (for corpus-level token means / perplexity)
+    n_contexts: int = 0  # contexts with at least one supervised token
+
+
+def add_placeholder_token(tokenizer, placeholder: str = MOVIE_PLACEHOLDER) -> int:
+    """Make ``placeholder`` one special token of ``tokenizer`` (idempotent); returns its id."""
+    if placeholder not in tokenizer.get_vocab():
+        tokenizer.add_tokens([placeholder], special_tokens=True)
+    ids = tokenizer(placeholder, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise ValueError(f"tokenizer: {placeholder!r} does not encode to one token after adding it ({ids})")
+    return int(ids[0])
+
+
+class MSCRSGenerator(nn.Module):
+    """Conversation model of MSCRS (module docstring): ``forward(batch) -> ConvOutput`` (Eq. 29).
+
+    Args:
+        graph_encoder: ``forward() -> E_final [K, d]`` with ``neighbours(ids)`` (a ``SemanticGraphEncoder``);
+            trained jointly (pass a copy of the recommender's to start from it).
+        backbone: frozen causal LM; its token embeddings are resized to hold the placeholder.
+        tokenizer: the backbone's tokenizer; the placeholder is added to it.
+        config: :class:`ConvConfig`.
+        bank: the training-context bank (required when ``use_context_mapping``).
+        embedder: text embedder for contexts outside the bank (required when ``use_context_mapping``).
+        entity_dim: d; inferred by calling ``graph_encoder()`` once when omitted.
+    """
+
+    def __init__(self, graph_encoder: nn.Module, backbone: nn.Module, tokenizer, config: ConvConfig | None = None,
+                 *, bank: ContextBank | None = None, embedder=None, entity_dim: int | None = None):
+        super().__init__()
+        cfg = config or ConvConfig()
+        self.config = cfg
+        if any(p.requires_grad for p in backbone.parameters()):
+            raise ValueError("backbone: expected a frozen model (use load_backbone or backbone.requires_grad_(False))")
+        self.graph_encoder, self.backbone, self.tokenizer = graph_encoder, backbone, tokenizer
+        self.placeholder_id = add_placeholder_token(tokenizer, cfg.placeholder)
+        self._resize_backbone()
+        hidden = backbone.config.hidden_size
+        emb = backbone.get_input_embeddings().weight
+        n_old = self._n_old_rows
+        emb_std = float(emb[:n_old].detach().float().std())
+        # trainable placeholder row(s), see the module docstring
+        self.placeholder_in = nn.Parameter(emb[:n_old].detach().float().mean(0).clone())
+        out = backbone.get_output_embeddings()
+        self.tied = out is None or out.weight.data_ptr() == emb.data_ptr()
+        self.placeholder_out = None if self.tied else nn.Parameter(out.weight[:n_old].detach().float().mean(0).clone())
+        if entity_dim is None:
+            with torch.no_grad():
+                entity_dim = int(graph_encoder().shape[1])
+        self.prompt_encoder = PromptEncoder(
+            entity_dim, hidden, max_entities=cfg.max_entities, n_entity_prompt=cfg.n_entity_prompt,
+            n_task_prompt=cfg.n_task_prompt, tau=cfg.tau, embedding_std=emb_std,
+        )  # its task prompt is O_cov (Eq. 28)
+        self.enhancer = EntityEnhancer(graph_encoder.neighbours, max_neighbours=cfg.max_neighbours,
+                                       enabled=cfg.use_enhanced_entities)
+        self.mapping = None
+        self.featurizer = None
+        if cfg.use_context_mapping:
+            if bank is None or embedder is None:
+                raise ValueError("use_context_mapping=True needs bank= (ContextBank of the training contexts) "
+                                 "and embedder= (the text embedder that built it)")
+            self.mapping = CorrelationSemanticMapping(bank.dim, cfg.n_entity_prompt, hidden,
+                                                      mlp_hidden=cfg.mapping_mlp_hidden, embedding_std=emb_std)
+            self.featurizer = ContextFeaturizer(bank, embedder, self.enhancer)
+        self.bank, self.embedder = bank, embedder
+
+    # ------------------------------------------------------------------ placeholder row
+    def _resize_backbone(self) -> None:
+        n_rows = int(self.backbone.get_input_embeddings().weight.shape[0])
+        ph = self.placeholder_id
+        # rows whose mean initialises the placeholder: every real token before it
+        self._n_old_rows = min(n_rows, ph) if ph > 0 else n_rows
+        if ph >= n_rows:
+            self.backbone.resize_token_embeddings(ph + 1, mean_resizing=False)
+            self.backbone.requires_grad_(False)  # resizing creates fresh (trainable) parameters
+        with torch.no_grad():
+            w = self.backbone.get_input_embeddings().weight
+            w[ph] = w[: self._n_old_rows].mean(0)
+            out = self.backbone.get_output_embeddings()
+            if out is not None and out.weight.data_ptr() != w.data_ptr():
+                out.weight[ph] = out.weight[: self._n_old_rows].mean(0)
+
+    @torch.no_grad()
+    def sync_placeholder(self) -> None:
+        """Copy the trained placeholder vector(s) into the backbone's row(s) (before ``generate``)."""
+        w = self.backbone.get_input_embeddings().weight
+        w[self.placeholder_id] = self.placeholder_in.to(w.dtype)
+        out = self.backbone.get_output_embeddings()
+        if out is not None and self.placeholder_out is not None:
+            out.weight[self.placeholder_id] = self.placeholder_out.to(out.weight.dtype)
+
+    # ------------------------------------------------------------------ state handling
+    def train(self, mode: bool = True) -> "MSCRSGenerator":
+        super().train(mode)
+        self.backbone.eval()  # frozen backbone: never dropout
+        return self
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Everything except the frozen backbone (re-loaded from its source)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        expected = set(self.trainable_state_dict())
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ValueError(f"trainable state: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        self.load_state_dict(state, strict=False)
+        self.sync_placeholder()
+
+    # ------------------------------------------------------------------ inputs
+    def enhanced(self, sample) -> EnhancedEntities:
+        """Q_hat_s of a sample (Eq. 25)."""
+        return self.enhancer(sample.context_entities)
+
+    def slot_entities(self, sample) -> tuple[int, ...]:
+        """Entity ids for the q slots: Q_hat_s in slot order (plain Q_s for "w/o -s")."""
+        return self.enhanced(sample).slot_order()
+
+    def make_collator(self, generation: bool = False) -> ConvCollator:
+        """The collator matching this model's config (entity slots and Eq. 26 features bound)."""
+        cfg = self.config
+        return ConvCollator(self.tokenizer, max_context_length=cfg.max_context_length,
+                            max_response_length=cfg.max_response_length, max_entities=cfg.max_entities,
+                            loss_on=cfg.loss_on, generation=generation, entities_fn=self.slot_entities,
+                            features_fn=self.featurizer)
+
+    def embed_tokens(self, input_ids: Tensor) -> Tensor:
+        """Backbone input embeddings with the trainable placeholder vector at placeholder positions."""
+        emb = self.backbone.get_input_embeddings()(input_ids)
+        is_ph = (input_ids == self.placeholder_id).unsqueeze(-1)
+        return torch.where(is_ph, self.placeholder_in.to(emb.dtype), emb)
+
+    def build_prompt(self, batch: dict[str, Tensor], token_embeds: Tensor) -> tuple[Tensor, Tensor]:
+        """[T_tilde_s; O_cov] (the soft part of Eq. 28) and L_fuse. Returns ([B, p + n, H], scalar)."""
+        cfg = self.config
+        ctx_mask = batch.get("context_mask", batch["attention_mask"])
+        p = cfg.n_entity_prompt
+        if cfg.graph_variant == "authors_code":
+            t_s = PromptEncoder.text_embedding(token_embeds, ctx_mask)
+            t_hat = t_s.unsqueeze(1).expand(-1, p, -1)  # graph embeddings discarded: T_hat_s = T
+            fuse = token_embeds.new_zeros(())
+        else:
+            table = self.graph_encoder()  # E_final, Eq. (16)
+            out = self.prompt_encoder(table[batch["entity_ids"]], batch["entity_mask"], token_embeds, ctx_mask)
+            t_hat, fuse = out.prompt[:, :p], out.fuse_loss  # T_hat_s = T + V_tilde_s
+        if self.mapping is not None:
+            e_hat = self.mapping(batch["ctx_emb"].to(t_hat.dtype), batch["nb_emb"].to(t_hat.dtype),
+                                 batch["nb_weight"].to(t_hat.dtype))
+            t_tilde = (e_hat + t_hat) / 2  # Eq. (27)
+        else:
+            t_tilde = t_hat
+        o_cov = self.prompt_encoder.task_prompt.unsqueeze(0).expand(t_tilde.shape[0], -1, -1).to(t_tilde.dtype)
+        return torch.cat([t_tilde, o_cov], dim=1), fuse
+
+    def inputs_embeds(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """c_s = [T_tilde_s; O_cov; s] (Eq. 28): (inputs_embeds, attention_mask, position_ids, L_fuse)."""
+        token_embeds = self.embed_tokens(batch["input_ids"])
+        prompt, fuse = self.build_prompt(batch, token_embeds)
+        embeds, mask, positions = assemble_inputs(prompt, token_embeds, batch["attention_mask"])
+        return embeds, mask, positions, fuse
+
+    @property
+    def prompt_length(self) -> int:
+        return self.config.n_entity_prompt + self.config.n_task_prompt
+
+    # ------------------------------------------------------------------ loss
+    def forward(self, batch: dict[str, Tensor]) -> ConvOutput:
+        """Eq. (29) on a training batch from :meth:`make_collator`."""
+        embeds, mask, positions, fuse = self.inputs_embeds(batch)
+        labels = batch["labels"]
+        pad = labels.new_full((labels.shape[0], self.prompt_length), -100)
+        labels = torch.cat([pad, labels], dim=1)  # aligned with assemble_inputs' [pads, prompt, tokens]
+        hidden = decoder_of(self.backbone)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                           use_cache=False).last_hidden_state
+        target = labels[:, 1:]
+        rows, cols = (target != -100).nonzero(as_tuple=True)
+        if rows.numel() == 0:
+            raise ValueError("batch: no supervised token (every label is -100)")
+        h = hidden[:, :-1][rows, cols]  # states that predict the supervised tokens only
+        y = target[rows, cols]
+        logits = self.backbone.get_output_embeddings()(h).float()
+        ph_vec = self.placeholder_in if self.placeholder_out is None else self.placeholder_out
+        ph_logit = h.float() @ ph_vec.float()
+        col = torch.arange(logits.shape[1], device=logits.device) == self.placeholder_id
+        logits = torch.where(col, ph_logit.unsqueeze(1), logits)  # trainable placeholder row (output side)
+        nll_tok = F.cross_entropy(logits, y, reduction="none")
+        if self.config.loss_reduction == "token":
+            nll = nll_tok.mean()
+        else:  # Eq. (29): sum over each response's tokens, mean over contexts
+            per_ctx = torch.zeros(labels.shape[0], device=nll_tok.device).index_add(0, rows, nll_tok)
+            nll = per_ctx[torch.unique(rows)].mean()
+        loss = nll + self.config.fuse_weight * fuse if self.config.fuse_weight > 0 else nll
+        return ConvOutput(loss, nll, fuse.detach(), int(rows.numel()), float(nll_tok.detach().sum()),
+                          int(torch.unique(rows).numel()))

@@ -1,0 +1,220 @@
+"""Prompt encoder (Eq. 17-19), input assembly, collator and the recommender (Eq. 20-24) on tiny models."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mscrs_core.models.collate import RecCollator, context_text
+from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
+from mscrs_core.models.recommender import MSCRSRecommender
+from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
+
+try:
+    from mscrs_core.data.samples import Sample
+except ImportError:  # pragma: no cover - the lead's module may not exist yet
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Sample:  # type: ignore[no-redef]
+        dialog_id: str
+        turn_index: int
+        context: tuple
+        context_entities: tuple
+        response: str
+        target: int | None = None
+        mentioned_items: tuple = ()
+
+EOS = "<|endoftext|>"
+TEXTS = ["hello there", "i like scary movies", "have you seen alien", "yes it was great", "what else"]
+
+
+class TableStandIn(nn.Module):
+    """Graph-side stand-in: forward() -> E_final [K, d]."""
+
+    def __init__(self, k: int, d: int):
+        super().__init__()
+        self.emb = nn.Embedding(k, d)
+
+    def forward(self) -> torch.Tensor:
+        return self.emb.weight
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_reduced_tokenizer(TEXTS)
+
+
+def tiny_backbone(kind: str, vocab: int) -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        m = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                                           bos_token_id=vocab - 1, eos_token_id=vocab - 1))
+    else:
+        m = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=128, bos_token_id=vocab - 1,
+                                         eos_token_id=vocab - 1, pad_token_id=vocab - 1))
+    return m.requires_grad_(False).eval()
+
+
+def make_model(tokenizer, kind="gpt2", rec_scope="items", **kw) -> MSCRSRecommender:
+    torch.manual_seed(1)
+    return MSCRSRecommender(TableStandIn(12, 8), tiny_backbone(kind, len(tokenizer)), torch.tensor([0, 2, 4, 6]),
+                            tokenizer=tokenizer, max_entities=4, n_entity_prompt=3, n_task_prompt=2,
+                            rec_scope=rec_scope, **kw)
+
+
+def samples() -> list[Sample]:
+    return [
+        Sample("d1", 2, (("seeker", "hello there"), ("recommender", "what else")), (5, 7), "have you seen alien", 2),
+        Sample("d2", 1, (("recommender", "i like scary movies"),), (1, 3, 5, 7, 9, 11), "yes", 4),
+        Sample("d3", 0, (), (), "hello", 6),
+    ]
+
+
+# ------------------------------------------------------------------ Eq. (17)
+
+
+def test_entity_prompt_matches_hand_computation_and_ignores_padding():
+    enc = PromptEncoder(2, 2, max_entities=3, n_entity_prompt=2, n_task_prompt=1)
+    with torch.no_grad():
+        enc.w1.copy_(torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]))
+        enc.w2.weight.copy_(torch.eye(2))
+    v = torch.tensor([[[100.0, 100.0], [1.0, 0.0], [0.0, 2.0]]])  # slot 0 is padding (garbage values)
+    mask = torch.tensor([[False, True, True]])
+    out = enc.entity_prompt(v, mask)
+    # row 0: 2*[1,0] + 3*[0,2] = [2, 6]; row 1: 1*[0,2] = [0, 2]
+    assert torch.allclose(out, torch.tensor([[[2.0, 6.0], [0.0, 2.0]]]))
+
+
+def test_text_embedding_is_masked_mean():
+    t = torch.tensor([[[9.0, 9.0], [1.0, 3.0], [3.0, 5.0]]])
+    m = torch.tensor([[0, 1, 1]])
+    assert torch.allclose(PromptEncoder.text_embedding(t, m), torch.tensor([[2.0, 4.0]]))
+
+
+# ------------------------------------------------------------------ Eq. (18)
+
+
+def test_fuse_loss_paper_variant_hand_computed():
+    tau = 0.5
+    enc = PromptEncoder(2, 2, max_entities=1, n_entity_prompt=1, n_task_prompt=0, tau=tau)
+    v = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # V_tilde per dialog (already unit vectors)
+    t = torch.tensor([[1.0, 0.0], [1.0, 1.0]])  # T_s; second one has cos 1/sqrt(2) with both
+    c = 1 / math.sqrt(2)
+    # dialog 0: pos = 1/tau; den_T = log(e^{1/tau} + e^{c/tau}); den_V = log(e^{1/tau} + e^{0})
+    # dialog 1: pos = c/tau; den_T = log(e^{c/tau} + e^{1/tau}); den_V = log(e^{0} + e^{1/tau})
+    lse_t = math.log(math.exp(1 / tau) + math.exp(c / tau))
+    lse_v = math.log(math.exp(1 / tau) + 1.0)
+    expected = ((lse_t - 1 / tau + lse_v - 1 / tau) + (lse_t - c / tau + lse_v - c / tau)) / 2
+    assert enc.fuse_loss(v, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_fuse_loss_infonce_variant_hand_computed():
+    tau = 1.0
+    enc = PromptEncoder(2, 2, max_entities=1, n_entity_prompt=1, n_task_prompt=0, tau=tau, fuse_variant="infonce")
+    v = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    t = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # perfectly aligned pairs, orthogonal negatives
+    expected = 2 * (math.log(math.e + 1.0) - 1.0)  # per dialog, both directions
+    assert enc.fuse_loss(v, t).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_bad_prompt_encoder_arguments_raise():
+    with pytest.raises(ValueError, match="fuse_variant"):
+        PromptEncoder(2, 2, fuse_variant="clip")
+    with pytest.raises(ValueError, match="tau"):
+        PromptEncoder(2, 2, tau=0.0)
+
+
+# ------------------------------------------------------------------ Eq. (19) input layout
+
+
+def test_assemble_inputs_layout_mask_and_positions():
+    prompt = torch.tensor([[[10.0], [11.0]], [[20.0], [21.0]]])  # P = 2
+    tokens = torch.tensor([[[0.0], [1.0], [2.0]], [[-1.0], [5.0], [6.0]]])  # row 1 has one left pad
+    mask = torch.tensor([[1, 1, 1], [0, 1, 1]])
+    emb, m, pos = assemble_inputs(prompt, tokens, mask)
+    assert emb[0, :, 0].tolist() == [10.0, 11.0, 0.0, 1.0, 2.0]
+    assert emb[1, 1:, 0].tolist() == [20.0, 21.0, 5.0, 6.0]  # [pad, prompt, tokens]
+    assert m.tolist() == [[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]]
+    assert pos.tolist() == [[0, 1, 2, 3, 4], [0, 0, 1, 2, 3]]
+
+
+# ------------------------------------------------------------------ collator
+
+
+def test_collator_format_truncation_and_entity_alignment(tokenizer):
+    s = samples()
+    assert context_text(s[0].context, EOS) == f"User: hello there{EOS}System: what else{EOS}"
+    assert context_text(s[0].context, EOS, response="have you") == \
+        f"User: hello there{EOS}System: what else{EOS}User: have you{EOS}"
+    col = RecCollator(tokenizer, max_length=5, max_entities=4)
+    b = col(s)
+    full = tokenizer(context_text(s[0].context, EOS), add_special_tokens=False)["input_ids"]
+    assert b["input_ids"][0].tolist() == full[-5:]  # left truncation keeps the most recent tokens
+    assert b["attention_mask"][:, -1].tolist() == [1, 1, 1]  # last column always real
+    assert b["input_ids"][2, -1].item() == tokenizer.eos_token_id and b["attention_mask"][2].sum() == 1
+    assert b["entity_ids"].tolist() == [[0, 0, 5, 7], [5, 7, 9, 11], [0, 0, 0, 0]]  # most recent q, right-aligned
+    assert b["entity_mask"].tolist()[0] == [False, False, True, True]
+    assert b["labels"].tolist() == [2, 4, 6]
+    with pytest.raises(ValueError, match="role"):
+        col([Sample("x", 1, (("bot", "hi"),), (), "r", 0)])
+
+
+# ------------------------------------------------------------------ recommender
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_forward_shapes_and_padding_invariance(tokenizer, kind):
+    model = make_model(tokenizer, kind).eval()
+    col = RecCollator(tokenizer, max_length=32, max_entities=4)
+    s = samples()
+    batch = col(s)
+    scores = model.score_items(batch)
+    assert scores.shape == (3, 4)
+    for i in range(3):  # the same sample alone (no padding) gives the same scores
+        alone = model.score_items(col([s[i]]))
+        assert torch.allclose(alone[0], scores[i], atol=1e-5), (kind, i)
+    out = model(batch, task="rec")
+    assert out.logits.shape == (3, 4) and torch.isfinite(out.loss)
+    assert model(batch, task="pretrain").logits.shape == (3, 12)
+
+
+def test_backbone_gets_no_gradient_and_prompt_parts_do(tokenizer):
+    model = make_model(tokenizer).train()
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+    model(batch).loss.backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert not model.backbone.training  # dropout stays off even in train mode
+    for name in ("graph_encoder.emb.weight", "prompt_encoder.w1", "prompt_encoder.w2.weight",
+                 "prompt_encoder.task_prompt", "projection.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert not any(k.startswith("backbone.") for k in model.trainable_state_dict())
+
+
+def test_rec_scope_items_vs_all_entities(tokenizer):
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+    paper = make_model(tokenizer, rec_scope="items")
+    unicrs = make_model(tokenizer, rec_scope="all_entities")
+    p, u = paper(batch), unicrs(batch)
+    assert p.logits.shape == (3, 4) and u.logits.shape == (3, 12)
+    # same weights (same seed): the item columns of the all-entity logits are the item logits
+    assert torch.allclose(u.logits[:, paper.item_ids], p.logits, atol=1e-6)
+    assert paper.item_positions(torch.tensor([6, 0])).tolist() == [3, 0]
+    bad = dict(batch, labels=torch.tensor([1, 2, 4]))
+    with pytest.raises(ValueError, match="not items"):
+        paper(bad)
+    with pytest.raises(ValueError, match="rec_scope"):
+        make_model(tokenizer, rec_scope="both")
+
+
+def test_unfrozen_backbone_is_rejected(tokenizer):
+    bb = tiny_backbone("gpt2", len(tokenizer)).requires_grad_(True)
+    with pytest.raises(ValueError, match="frozen"):
+        MSCRSRecommender(TableStandIn(12, 8), bb, torch.tensor([0]))
