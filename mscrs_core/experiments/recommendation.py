@@ -49,9 +49,10 @@ class RecRunConfig:
     use_image: bool = True
     graph_variant: str = "paper"  # "paper" | "authors_code"
     comention_threshold: int = 1
-    entity_dim: int = 128
+    entity_dim: int = 64  # the R-GCN over all entities runs every step: 64 keeps a CPU step affordable
     # backbone and prompt (section 4.3)
     backbone: str = "tiny-dialogpt"  # or a Hugging Face name/path, "smollm2-135m", "microsoft/DialoGPT-small"
+    backbone_epochs: float = 2.0  # pre-training epochs of the tiny DialoGPT (only for backbone="tiny-dialogpt")
     n_task_prompt: int = 10
     n_entity_prompt: int = 4
     fuse_weight: float = 0.1
@@ -60,7 +61,7 @@ class RecRunConfig:
     max_length: int = 128
     # training
     pretrain_epochs: int = 1
-    pretrain_max_samples: int = 3000  # 0: all pre-training samples
+    pretrain_max_samples: int = 2000  # 0: all pre-training samples
     rec_epochs: int = 3
     batch_size: int = 64
     lr: float = 1e-3
@@ -129,12 +130,13 @@ def _evaluate_scores(scores: torch.Tensor, samples: list, item_pos: dict[int, in
     return ev.compute(), {k: np.asarray(v).tolist() for k, v in per.items() if not k.startswith("excl/")}
 
 
-def tiny_dialogpt_for(dataset, cache_dir: Path, seed: int = 0) -> Path:
+def tiny_dialogpt_for(dataset, cache_dir: Path, epochs: float = 2.0, seed: int = 0) -> Path:
     """The project's miniature DialoGPT, pre-trained once per dataset on its training dialogs (cached)."""
-    from ..models import pretrain_tiny_dialogpt
+    from ..models import TinyDialoGPTConfig, pretrain_tiny_dialogpt
 
     dialogs = [[t.text for t in d.turns] for d in dataset.dialogs("train")]
-    return pretrain_tiny_dialogpt(dialogs, cache_dir / f"tiny-dialogpt-{dataset.name}", seed=seed, progress=False)
+    return pretrain_tiny_dialogpt(dialogs, cache_dir / f"tiny-dialogpt-{dataset.name}-e{epochs:g}",
+                                  TinyDialoGPTConfig(epochs=epochs), seed=seed, progress=False)
 
 
 def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None = None,
@@ -205,7 +207,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path
                        authors_dataset=cfg.dataset)
     torch.manual_seed(cfg.seed)
     encoder = graphs.encoder(gcfg)
-    path = tiny_dialogpt_for(ds, cache) if cfg.backbone == "tiny-dialogpt" else cfg.backbone
+    path = tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone
     backbone, tokenizer = load_backbone(str(path))
     torch.manual_seed(cfg.seed)
     model = MSCRSRecommender(encoder, backbone, torch.as_tensor(ds.item_ids), tokenizer=tokenizer,
