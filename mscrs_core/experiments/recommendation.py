@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import atomic_write_text
 from ..data.files import project_root
 
 MODELS = ("mscrs", "unicrs", "popularity", "text_classifier")
@@ -100,9 +101,7 @@ def default_results_dir() -> Path:
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
 
 
 def _subsample(samples: list, n: int, seed: int = 0) -> list:

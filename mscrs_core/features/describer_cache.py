@@ -11,11 +11,12 @@ and a re-run resumes where it stopped.
 """
 from __future__ import annotations
 
+from ..atomic import atomic_write_text  # noqa: F401  (re-exported: part of this module's API)
+
 import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Mapping, Protocol, Sequence, runtime_checkable
@@ -62,20 +63,6 @@ def _check_unique_keys(items: Sequence[ItemInfo]) -> None:
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class DescriptionCache:

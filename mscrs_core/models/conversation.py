@@ -33,6 +33,8 @@ backbone weight stays frozen.
 """
 from __future__ import annotations
 
+from mscrs_core.models.frozen import FrozenBackboneMixin
+
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -120,7 +122,7 @@ def add_placeholder_token(tokenizer, placeholder: str = MOVIE_PLACEHOLDER) -> in
     return int(ids[0])
 
 
-class MSCRSGenerator(nn.Module):
+class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
     """Conversation model of MSCRS (module docstring): ``forward(batch) -> ConvOutput`` (Eq. 29).
 
     Args:
@@ -199,21 +201,8 @@ class MSCRSGenerator(nn.Module):
             out.weight[self.placeholder_id] = self.placeholder_out.to(out.weight.dtype)
 
     # ------------------------------------------------------------------ state handling
-    def train(self, mode: bool = True) -> "MSCRSGenerator":
-        super().train(mode)
-        self.backbone.eval()  # frozen backbone: never dropout
-        return self
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Everything except the frozen backbone (re-loaded from its source)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
-
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise ValueError(f"trainable state: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-        self.load_state_dict(state, strict=False)
+        super().load_trainable_state_dict(state)
         self.sync_placeholder()
 
     # ------------------------------------------------------------------ inputs

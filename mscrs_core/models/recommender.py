@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mscrs_core.models.backbone import decoder_of
+from mscrs_core.models.frozen import FrozenBackboneMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 REC_SCOPES = ("items", "all_entities")
@@ -45,7 +46,7 @@ class RecOutput:
     logits: Tensor  # [B, N] (items) or [B, K] (entities), depending on the task/scope
 
 
-class MSCRSRecommender(nn.Module):
+class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
     """Graph encoder + prompt encoder + frozen backbone + projection (Eq. 17-24).
 
     Args:
@@ -112,24 +113,6 @@ class MSCRSRecommender(nn.Module):
         self.projection = nn.Linear(hidden, entity_dim)  # r_hat in R^d (Eq. 20) to score against E_final
         self.fuse_weight, self.rec_scope = fuse_weight, rec_scope
 
-    # ------------------------------------------------------------------ state handling
-    def train(self, mode: bool = True) -> "MSCRSRecommender":
-        """Train mode for the trainable parts; the frozen backbone always stays in eval mode (no dropout)."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
-
-    def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Everything except the frozen backbone (which is re-loaded from its path)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("backbone.")}
-
-    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Inverse of :meth:`trainable_state_dict`; every non-backbone key must be present."""
-        expected = set(self.trainable_state_dict())
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise ValueError(f"trainable state: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-        self.load_state_dict(state, strict=False)
 
     # ------------------------------------------------------------------ model
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:

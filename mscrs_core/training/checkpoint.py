@@ -8,9 +8,10 @@ a tensor or plain Python data (the numpy RNG state is stored as lists).
 """
 from __future__ import annotations
 
+from ..atomic import atomic_write
+
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +45,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temp file in the target folder, fsync, then ``os.replace`` (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(obj, f), binary=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
