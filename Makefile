@@ -53,3 +53,4 @@ bench: setup
 
 clean:
 	rm -rf build _build
+	@echo "kept cache/ (features, tiny backbones); rm -rf cache to recompute them"
