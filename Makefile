@@ -31,7 +31,7 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 chapters: setup
-	$(PY) -m mscrs_core.cli book --profile default
+	$(PY) -m mscrs_core.cli book --profile default --book-only
 
 book: chapters
 	$(VENV)/bin/jupyter-book build . --keep-going

@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--profile", default="default")
     b.add_argument("--out", default=None)
     b.add_argument("--only", nargs="*", default=None)
+    b.add_argument("--book-only", action="store_true", help="only the chapters the rendered book contains")
     b.add_argument("--prepare-only", action="store_true",
                    help="inject the parameters without executing (for nbval, which executes them itself)")
     sub.add_parser("chapters", help="list the chapters")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                                      overrides=_parse_overrides(args.param)))
         elif args.cmd == "book":
             for p in runner.run_book(args.profile, out_dir=args.out, only=args.only,
-                                     prepare_only=args.prepare_only):
+                                     prepare_only=args.prepare_only, book_only=args.book_only):
                 print(p)
         elif args.cmd == "chapters":
             for c in runner.chapters():

@@ -46,3 +46,12 @@ def test_prepare_only_injects_parameters_and_leaves_sources_alone(tmp_path):
 def test_cli_reports_parameter_errors(capsys):
     assert main(["run", "01_data", "--profile", "smoke", "-p", "nope=1"]) == 2
     assert "unknown parameter 'nope'" in capsys.readouterr().err
+
+
+def test_toc_lists_the_book_chapters():
+    import yaml
+
+    toc = yaml.safe_load((runner.notebooks_dir().parent / "_toc.yml").read_text())
+    files = [c["file"] for c in toc["chapters"]]
+    assert files == [f"build/default/{c.name}" for c in runner.chapters(book_only=True)]
+    assert {c.name for c in runner.chapters(book_only=True)} <= {c.name for c in runner.chapters()}

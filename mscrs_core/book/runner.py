@@ -41,11 +41,11 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
-def chapters() -> list[Chapter]:
-    """Chapters in book order (from ``profiles.yml``)."""
+def chapters(book_only: bool = False) -> list[Chapter]:
+    """Chapters in book order (from ``profiles.yml``); ``book_only``: those the rendered book contains."""
     cfg = load_profiles()
     out = []
-    for name in cfg["chapters"]:
+    for name in cfg["book" if book_only else "chapters"]:
         src = notebooks_dir() / f"{name}.py"
         out.append(Chapter(name, src))
     return out
@@ -152,7 +152,7 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
 
 
 def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = None,
-             only: list[str] | None = None, prepare_only: bool = False) -> list[Path]:
-    """Execute every chapter (or ``only`` these) in book order."""
+             only: list[str] | None = None, prepare_only: bool = False, book_only: bool = False) -> list[Path]:
+    """Execute every chapter (or ``only`` these, or the book's chapters) in book order."""
     return [run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only)
-            for c in chapters() if not only or c.name in only]
+            for c in chapters(book_only) if not only or c.name in only]
