@@ -100,6 +100,8 @@ if "graphs" in result:
 
 # %%
 hist = pd.DataFrame(result["history"])
+if not hist.empty and "stage" not in hist:
+    hist["stage"] = "train"  # the baselines train in one stage
 if not hist.empty:
     display(hist[[c for c in ("stage", "epoch", "train_loss", "train_ce", "train_fuse", "valid_loss",
                               "valid_recall@10") if c in hist]].round(4))
