@@ -133,8 +133,11 @@ def tiny_dialogpt_for(dataset, cache_dir: Path, epochs: float = 2.0, seed: int =
     """The project's miniature DialoGPT, pre-trained once per dataset on its training dialogs (cached)."""
     from ..models import TinyDialoGPTConfig, pretrain_tiny_dialogpt
 
-    dialogs = [[t.text for t in d.turns] for d in dataset.dialogs("train")]
-    return pretrain_tiny_dialogpt(dialogs, cache_dir / f"tiny-dialogpt-{dataset.name}-e{epochs:g}",
+    from ..models.collate import ROLE_PREFIX
+
+    # the same "User: ... <eos> System: ... <eos>" format the recommender and generator feed it
+    dialogs = [[ROLE_PREFIX[t.role] + t.text for t in d.turns] for d in dataset.dialogs("train")]
+    return pretrain_tiny_dialogpt(dialogs, cache_dir / f"tiny-dialogpt-{dataset.name}-e{epochs:g}-roles",
                                   TinyDialoGPTConfig(epochs=epochs), seed=seed, progress=False)
 
 
