@@ -12,20 +12,7 @@ from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 from mscrs_core.models.recommender import MSCRSRecommender
 from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
-try:
-    from mscrs_core.data.samples import Sample
-except ImportError:  # pragma: no cover - the lead's module may not exist yet
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Sample:  # type: ignore[no-redef]
-        dialog_id: str
-        turn_index: int
-        context: tuple
-        context_entities: tuple
-        response: str
-        target: int | None = None
-        mentioned_items: tuple = ()
+from mscrs_core.data.samples import Sample
 
 EOS = "<|endoftext|>"
 TEXTS = ["hello there", "i like scary movies", "have you seen alien", "yes it was great", "what else"]

@@ -13,20 +13,7 @@ from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 from mscrs_core.training.checkpoint import load_checkpoint
 from mscrs_core.training.loop import TrainConfig, epoch_order, evaluate, train
 
-try:
-    from mscrs_core.data.samples import Sample
-except ImportError:  # pragma: no cover
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Sample:  # type: ignore[no-redef]
-        dialog_id: str
-        turn_index: int
-        context: tuple
-        context_entities: tuple
-        response: str
-        target: int | None = None
-        mentioned_items: tuple = ()
+from mscrs_core.data.samples import Sample
 
 N_ITEMS, N_ATTR = 40, 40  # entities 0..39 are items, 40..79 attributes; attribute a plants item a - 40
 WORDS = "a good movie film night fun watch like love see maybe sure the any".split()

@@ -85,3 +85,20 @@ def training_state(
         "history": history,
         "config_hash": config_hash,
     }
+
+
+def resume_from(last_path: Path, digest: str, model, optimizer, scheduler) -> tuple[int, int, Any, Any, list]:
+    """Restore a run from its last per-epoch checkpoint (model, optimizer, scheduler, RNG).
+
+    Returns ``(start_epoch, step, best_metric, best_epoch, history)``; a checkpoint written under another
+    configuration or other data (``digest``) is refused rather than silently mixed in.
+    """
+    ckpt = load_checkpoint(last_path)
+    if ckpt["config_hash"] != digest:
+        raise ValueError(f"{last_path}: checkpoint of a different config/data; use another output_dir "
+                         "or resume=False")
+    model.load_trainable_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    set_rng_state(ckpt["rng"])
+    return ckpt["epoch"] + 1, ckpt["step"], ckpt["best_metric"], ckpt["best_epoch"], list(ckpt["history"])

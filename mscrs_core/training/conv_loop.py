@@ -27,7 +27,7 @@ import torch
 
 from mscrs_core.evaluation.generation import GenerationEvaluator
 from mscrs_core.models.generate import GenerationConfig, generate_responses
-from mscrs_core.training.checkpoint import atomic_save, load_checkpoint, set_rng_state, training_state
+from mscrs_core.training.checkpoint import atomic_save, load_checkpoint, resume_from, training_state
 from mscrs_core.training.loop import epoch_order, set_seed
 
 
@@ -146,16 +146,7 @@ def train_generator(model, train_samples: Sequence, valid_samples: Sequence, con
 
     start_epoch, step, best, best_epoch, history = 0, 0, None, None, []
     if config.resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)
-        if ckpt["config_hash"] != digest:
-            raise ValueError(f"{last_path}: checkpoint of a different config/data; use another output_dir "
-                             "or resume=False")
-        model.load_trainable_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
-        best, best_epoch, history = ckpt["best_metric"], ckpt["best_epoch"], list(ckpt["history"])
+        start_epoch, step, best, best_epoch, history = resume_from(last_path, digest, model, optimizer, scheduler)
 
     for epoch in range(start_epoch, config.epochs):
         model.train()

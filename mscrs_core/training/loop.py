@@ -26,9 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from mscrs_core.models.collate import RecCollator
-from mscrs_core.training.checkpoint import (
-    atomic_save, load_checkpoint, set_rng_state, training_state,
-)
+from mscrs_core.training.checkpoint import atomic_save, load_checkpoint, resume_from, training_state
 
 SELECT_METRICS = ("auto", "recall@10", "loss")
 
@@ -272,16 +270,7 @@ def train(
 
     start_epoch, step, best_metric, best_epoch, history = 0, 0, None, None, []
     if config.resume and last_path.is_file():
-        ckpt = load_checkpoint(last_path)
-        if ckpt["config_hash"] != digest:
-            raise ValueError(f"{last_path}: checkpoint of a different config/data; use another output_dir "
-                             "or resume=False")
-        core.load_trainable_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, step = ckpt["epoch"] + 1, ckpt["step"]
-        best_metric, best_epoch, history = ckpt["best_metric"], ckpt["best_epoch"], list(ckpt["history"])
+        start_epoch, step, best_metric, best_epoch, history = resume_from(last_path, digest, core, optimizer, scheduler)
     metric_name, sign = config.metric, (1.0 if config.metric != "loss" else -1.0)
     trainable = [p for p in core.parameters() if p.requires_grad]
 
