@@ -26,17 +26,11 @@ from torch import nn
 from mscrs_core.models.backbone import decoder_of, freeze, load_backbone
 from mscrs_core.models.recommender import MSCRSRecommender
 from mscrs_core.models.tiny_dialogpt import TinyDialoGPTConfig
+from mscrs_core.models.entity_table import EntityTable as TableStandIn
 
 N_ENTITIES, N_EDGES, N_RELATIONS, N_ITEMS = 17_320, 38_903, 13, 1_472
 
 
-class TableStandIn(nn.Module):
-    def __init__(self, k: int, d: int):
-        super().__init__()
-        self.emb = nn.Embedding(k, d)
-
-    def forward(self) -> torch.Tensor:
-        return self.emb.weight
 
 
 class RGCNStandIn(nn.Module):

@@ -13,20 +13,12 @@ from mscrs_core.models.recommender import MSCRSRecommender
 from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
 from mscrs_core.data.samples import Sample
+from mscrs_core.models.entity_table import EntityTable as TableStandIn
 
 EOS = "<|endoftext|>"
 TEXTS = ["hello there", "i like scary movies", "have you seen alien", "yes it was great", "what else"]
 
 
-class TableStandIn(nn.Module):
-    """Graph-side stand-in: forward() -> E_final [K, d]."""
-
-    def __init__(self, k: int, d: int):
-        super().__init__()
-        self.emb = nn.Embedding(k, d)
-
-    def forward(self) -> torch.Tensor:
-        return self.emb.weight
 
 
 @pytest.fixture(scope="module")

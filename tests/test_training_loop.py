@@ -14,18 +14,12 @@ from mscrs_core.training.checkpoint import load_checkpoint
 from mscrs_core.training.loop import TrainConfig, epoch_order, evaluate, train
 
 from mscrs_core.data.samples import Sample
+from mscrs_core.models.entity_table import EntityTable as TableStandIn
 
 N_ITEMS, N_ATTR = 40, 40  # entities 0..39 are items, 40..79 attributes; attribute a plants item a - 40
 WORDS = "a good movie film night fun watch like love see maybe sure the any".split()
 
 
-class TableStandIn(nn.Module):
-    def __init__(self, k: int, d: int):
-        super().__init__()
-        self.emb = nn.Embedding(k, d)
-
-    def forward(self) -> torch.Tensor:
-        return self.emb.weight
 
 
 def planted(n_per_attr: int, seed: int) -> list[Sample]:
