@@ -49,7 +49,9 @@ test-notebooks: setup
 
 bench: setup
 	$(PY) benchmarks/graphs.py
+	$(PY) benchmarks/rgcn.py
 	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/generation.py
 
 clean:
 	rm -rf build _build

@@ -139,3 +139,23 @@ def test_bad_config_raises(tmp_path):
         TrainConfig(output_dir=str(tmp_path), task="conv")
     with pytest.raises(ValueError, match="select_metric"):
         TrainConfig(output_dir=str(tmp_path), select_metric="ndcg")
+
+
+def test_graph_encoder_gets_its_own_learning_rate():
+    from torch import nn
+
+    from mscrs_core.training.loop import _optimizer
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.graph_encoder = nn.Linear(3, 3)
+            self.prompt = nn.Linear(3, 3)
+
+    m = M()
+    opt = _optimizer(m, 1e-3, 0.01, graph_lr=1e-5)
+    by_param = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert by_param[id(m.graph_encoder.weight)]["lr"] == 1e-5
+    assert by_param[id(m.graph_encoder.bias)]["weight_decay"] == 0.0
+    assert by_param[id(m.prompt.weight)]["lr"] == 1e-3 and by_param[id(m.prompt.weight)]["weight_decay"] == 0.01
+    assert {g["lr"] for g in _optimizer(m, 1e-3, 0.0).param_groups} == {1e-3}

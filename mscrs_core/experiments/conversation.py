@@ -17,11 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import dataclasses
+
 import torch
 
 from ..atomic import atomic_write_text
 from ..data.files import project_root
-from .recommendation import _subsample, default_results_dir, tiny_dialogpt_for
+from .recommendation import _subsample, default_results_dir, graph_settings, tiny_dialogpt_for
 
 MODELS = ("mscrs", "backbone")
 
@@ -43,7 +45,7 @@ class ConvRunConfig:
     epochs: int = 1
     batch_size: int = 16
     lr: float = 1e-3
-    max_train_samples: int = 2000  # 0: all recommender turns of the training split
+    max_train_samples: int = 1000  # 0: all recommender turns of the training split
     max_eval_samples: int = 200
     max_new_tokens: int = 30
     num_beams: int = 1
@@ -52,6 +54,16 @@ class ConvRunConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"ConvRunConfig.model must be one of {MODELS}, got {self.model!r}")
+        if self.dataset not in ("inspired", "redial"):
+            raise ValueError(f"ConvRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "ConvRunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown ConvRunConfig fields {unknown}; known: {sorted(names)}")
+        return cls(**params)
 
     def name(self) -> str:
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -80,17 +92,79 @@ def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[st
     return out
 
 
-def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None = None,
-                     data_root: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None
-                     ) -> dict[str, Any]:
-    from ..data import conv_samples, load_dataset
-    from ..evaluation import GenerationEvaluator
-    from ..graphs.assemble import GraphSettings, build_dataset_graphs
+def conversation_splits(cfg: ConvRunConfig, ds) -> tuple[list, list, list]:
+    """Training turns with a non-empty response, and the validation/test subsets every run of ``cfg`` uses."""
+    from ..data import conv_samples
+
+    train = _subsample([s for s in conv_samples(ds.dialogs("train"), ds) if s.response.strip()], cfg.max_train_samples)
+    valid = _subsample(conv_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
+    test = _subsample(conv_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
+    return train, valid, test
+
+
+def backbone_path(cfg, ds, cache: Path) -> str:
+    """The backbone a run loads: the project's miniature DialoGPT (cached per dataset) or ``cfg.backbone``."""
+    return str(tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone)
+
+
+def build_generator(cfg: ConvRunConfig, ds, graphs, backbone, tokenizer, train: list, cache: Path):
+    """The untrained :class:`~mscrs_core.models.conversation.MSCRSGenerator` of ``cfg`` (Eq. 25-29).
+
+    ``graphs``: :class:`~mscrs_core.graphs.assemble.DatasetGraphs` of ``ds``; ``train``: the training turns whose
+    contexts form the correlation semantic mapping's bank (Eq. 26), never validation or test turns.
+    """
     from ..graphs.fusion import GraphConfig
-    from ..models import load_backbone
     from ..models.context_mapping import ContextBank, make_text_embedder
     from ..models.conversation import ConvConfig, MSCRSGenerator
     from ..models.enhanced_entities import EntityEnhancer
+
+    gcfg = GraphConfig(dim=cfg.entity_dim, use_collab=cfg.use_graphs, use_text=cfg.use_graphs,
+                       use_image=cfg.use_graphs)
+    torch.manual_seed(cfg.seed)
+    encoder = graphs.encoder(gcfg)
+    limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
+    room = limit - 48 - ConvConfig.n_entity_prompt - ConvConfig.n_task_prompt - 8  # response + prompt + margin
+    ccfg = ConvConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
+                      max_context_length=min(200, room),
+                      use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
+                      text_embedder=cfg.text_embedder)
+    embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
+    bank = None
+    if cfg.use_context_mapping:
+        enhancer = EntityEnhancer.from_encoder(encoder, max_neighbours=ccfg.max_neighbours,
+                                               enabled=cfg.use_enhanced_entities)
+        bank = ContextBank.build(train, enhancer, embedder, ds.num_entities, k=ccfg.mapping_k)
+    return MSCRSGenerator(encoder, backbone, tokenizer, ccfg, bank=bank, embedder=embedder)
+
+
+def _explain(model, samples: list, train: list, name_of, limit: int = 20) -> list[dict]:
+    """For the first test samples: the Eq. (25) neighbours per graph and the Eq. (26) training contexts retrieved."""
+    from ..models.context_mapping import sample_key
+
+    last_turn = {sample_key(s): (s.context[-1][1] if s.context else "") for s in train}
+    collator = model.make_collator(generation=True)
+    out = []
+    for s in samples[:limit]:
+        by_graph = {g: [name_of(e) for e in ids[:8]] for g, ids in model.enhanced(s).by_graph().items()}
+        retrieved = []
+        if model.bank is not None:
+            batch = collator([s])
+            if "nb_index" in batch:
+                retrieved = [last_turn.get(model.bank.keys[int(i)], model.bank.keys[int(i)])[:160]
+                             for i in batch["nb_index"][0] if int(i) >= 0][:3]
+        out.append({"context_entities": [name_of(e) for e in s.context_entities[-8:]], "neighbours": by_graph,
+                    "retrieved_contexts": retrieved})
+    return out
+
+
+def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None = None,
+                     data_root: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None
+                     ) -> dict[str, Any]:
+    """Train and evaluate one configuration (see the module docstring). Returns the result record."""
+    from ..data import load_dataset
+    from ..evaluation import GenerationEvaluator
+    from ..graphs.assemble import build_dataset_graphs
+    from ..models import load_backbone
     from ..models.generate import GenerationConfig
     from ..training.conv_loop import ConvTrainConfig, evaluate_generation, train_generator
 
@@ -104,49 +178,37 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, data_root)
-    train = _subsample([s for s in conv_samples(ds.dialogs("train"), ds) if s.response.strip()], cfg.max_train_samples)
-    valid = _subsample(conv_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
-    test = _subsample(conv_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
-    path = tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone
-    backbone, tokenizer = load_backbone(str(path))
+    train, valid, test = conversation_splits(cfg, ds)
+    path = backbone_path(cfg, ds, cache)
+    backbone, tokenizer = load_backbone(path)
     gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                                no_repeat_ngram_size=cfg.no_repeat_ngram_size)
-    record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(), "backbone": str(path),
+    record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(), "backbone": path,
                               "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
     refs = [s.response for s in test]
+    explained: list[dict] = []
     if cfg.model == "backbone":
         preds, history = _plain_backbone(backbone, tokenizer, test, cfg), []
         ev = GenerationEvaluator()
         ev.update(preds, refs)
         metrics = ev.compute()
     else:
-        graphs = build_dataset_graphs(ds, GraphSettings(k=cfg.k, cache_dir=str(cache)), data_root)
-        gcfg = GraphConfig(dim=cfg.entity_dim, use_collab=cfg.use_graphs, use_text=cfg.use_graphs,
-                           use_image=cfg.use_graphs)
-        torch.manual_seed(cfg.seed)
-        encoder = graphs.encoder(gcfg)
-        limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
-        room = limit - 48 - ConvConfig.n_entity_prompt - ConvConfig.n_task_prompt - 8  # response + prompt + margin
-        ccfg = ConvConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
-                          max_context_length=min(200, room),
-                          use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
-                          text_embedder=cfg.text_embedder)
-        embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
-        bank = None
-        if cfg.use_context_mapping:
-            enhancer = EntityEnhancer.from_encoder(encoder, max_neighbours=ccfg.max_neighbours,
-                                                   enabled=cfg.use_enhanced_entities)
-            bank = ContextBank.build(train, enhancer, embedder, ds.num_entities, k=ccfg.mapping_k)
-        model = MSCRSGenerator(encoder, backbone, tokenizer, ccfg, bank=bank, embedder=embedder)
+        graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cache_dir=cache), data_root)
+        model = build_generator(cfg, ds, graphs, backbone, tokenizer, train, cache)
         res = train_generator(model, train, valid, ConvTrainConfig(
             output_dir=str(run_dir / "train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             seed=cfg.seed, progress=False))
         history = res.history
+        model.eval()
         metrics, responses = evaluate_generation(model, test, config=gen_cfg, name_of=ds.name_of)
         preds = [r.raw for r in responses]
-    record.update({"test": metrics, "history": history,
-                   "examples": [{"context": s.context[-2:], "gold": s.response, "generated": p}
-                                for s, p in zip(test[:20], preds[:20])],
+        explained = _explain(model, test, train, ds.name_of)
+        record["graphs"] = {k: v for k, v in model.graph_encoder.describe().items() if k != "config"}
+    examples = [{"key": f"{s.dialog_id}#{s.turn_index}", "context": [list(t) for t in s.context[-2:]],
+                 "gold": s.response, "generated": p} for s, p in zip(test[:20], preds[:20])]
+    for ex, extra in zip(examples, explained):
+        ex.update(extra)
+    record.update({"test": metrics, "history": history, "examples": examples,
                    "seconds": round(time.perf_counter() - t0, 1)})
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(result_path, json.dumps(record, indent=1))

@@ -13,6 +13,9 @@ Models (``RecRunConfig.model``):
 * ``"unicrs"``: the same model with every semantic graph switched off (knowledge-graph prompt only),
   i.e. UniCRS inside this harness (also MSCRS "w/o -r").
 * ``"popularity"`` and ``"text_classifier"``: the baselines of ``mscrs_core.baselines``.
+* ``"graph_scorer"``: no training and no language model; the untrained semantic graph encoder of the
+  ``"mscrs"`` configuration (same graph switches, same seed) scoring items by cosine similarity to the mean
+  context entity (``mscrs_core.baselines.graph_scorer``): what the graphs know by themselves.
 
 Protocol: each gold item of a recommender turn is its own sample; scores over the whole item set;
 model selection on the validation split only; the test split is scored once at the end.
@@ -34,7 +37,7 @@ import torch
 from ..atomic import atomic_write_text
 from ..data.files import project_root
 
-MODELS = ("mscrs", "unicrs", "popularity", "text_classifier")
+MODELS = ("mscrs", "unicrs", "popularity", "text_classifier", "graph_scorer")
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,14 @@ class RecRunConfig:
     fuse_weight: float = 0.1
     fuse_variant: str = "paper"
     rec_scope: str = "items"  # "items" (Eq. 23) | "all_entities" (UniCRS / authors' code)
-    max_length: int = 128
+    max_length: int = 64  # context tokens (the newest); UniCRS uses 200, the CPU budget 64
     # training
     pretrain_epochs: int = 1
-    pretrain_max_samples: int = 2000  # 0: all pre-training samples
+    pretrain_max_samples: int = 1000  # 0: all pre-training samples
     rec_epochs: int = 3
     batch_size: int = 64
     lr: float = 1e-3
+    graph_lr: float = 1e-3  # the graph encoder's rate (entity table, R-GCN); see training.loop._optimizer
     max_train_samples: int = 0  # 0: all (smoke runs cut this)
     max_eval_samples: int = 0  # 0: all
     text_max_length: int = 128  # text encoder truncation (item descriptions, contexts)
@@ -141,6 +145,36 @@ def tiny_dialogpt_for(dataset, cache_dir: Path, epochs: float = 2.0, seed: int =
                                   TinyDialoGPTConfig(epochs=epochs), seed=seed, progress=False)
 
 
+def graph_settings(k: int, comention_threshold: int = 1, graph_variant: str = "paper",
+                   cache_dir: str | os.PathLike | None = None):
+    """The :class:`~mscrs_core.graphs.assemble.GraphSettings` every run uses (recommendation and conversation
+    runs of the same ``k`` share one set of graphs, which ``mscrs chat`` checkpoints rely on)."""
+    from ..graphs.assemble import GraphSettings
+
+    return GraphSettings(k=k, comention_threshold=comention_threshold, knn_symmetric=graph_variant == "paper",
+                         text_max_length=256, cache_dir=None if cache_dir is None else str(cache_dir))
+
+
+def build_recommender(cfg: RecRunConfig, ds, graphs, backbone, tokenizer):
+    """The untrained :class:`~mscrs_core.models.MSCRSRecommender` of ``cfg`` on ``graphs`` (a
+    :class:`~mscrs_core.graphs.assemble.DatasetGraphs`): ``"unicrs"`` switches every semantic graph off."""
+    from ..graphs.fusion import GraphConfig
+    from ..models import MSCRSRecommender
+
+    if cfg.model not in ("mscrs", "unicrs"):
+        raise ValueError(f"build_recommender: {cfg.model!r} is not a prompt model (expected 'mscrs' or 'unicrs')")
+    on = cfg.model == "mscrs"
+    gcfg = GraphConfig(dim=cfg.entity_dim, lambda_=cfg.lambda_, use_collab=on and cfg.use_collab,
+                       use_text=on and cfg.use_text, use_image=on and cfg.use_image, variant=cfg.graph_variant,
+                       authors_dataset=cfg.dataset)
+    torch.manual_seed(cfg.seed)
+    encoder = graphs.encoder(gcfg)
+    torch.manual_seed(cfg.seed)
+    return MSCRSRecommender(encoder, backbone, torch.as_tensor(ds.item_ids), tokenizer=tokenizer,
+                            n_entity_prompt=cfg.n_entity_prompt, n_task_prompt=cfg.n_task_prompt,
+                            fuse_weight=cfg.fuse_weight, fuse_variant=cfg.fuse_variant, rec_scope=cfg.rec_scope)
+
+
 def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None = None,
                        data_root: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None,
                        progress: bool = False) -> dict[str, Any]:
@@ -172,6 +206,20 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
 
         pop = popularity_scores(train, ds.item_ids)
         valid_scores, test_scores, history = pop.expand(len(valid), -1), pop.expand(len(test), -1), []
+    elif cfg.model == "graph_scorer":
+        from ..baselines import graph_scores
+        from ..graphs.assemble import build_dataset_graphs
+        from ..graphs.fusion import GraphConfig
+
+        graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cfg.comention_threshold, cfg.graph_variant, cache),
+                                      data_root)
+        torch.manual_seed(cfg.seed)
+        encoder = graphs.encoder(GraphConfig(dim=cfg.entity_dim, lambda_=cfg.lambda_, use_collab=cfg.use_collab,
+                                             use_text=cfg.use_text, use_image=cfg.use_image,
+                                             variant=cfg.graph_variant, authors_dataset=cfg.dataset))
+        valid_scores, test_scores = graph_scores(encoder, valid, ds.item_ids), graph_scores(encoder, test, ds.item_ids)
+        history = []
+        record["graphs"] = {k: v for k, v in encoder.describe().items() if k != "config"}
     elif cfg.model == "text_classifier":
         from ..baselines import TextClassifierConfig, train_text_classifier
 
@@ -195,26 +243,16 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
 def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path, cache: Path, data_root,
                         progress: bool):
     from ..data import pretrain_samples
-    from ..graphs.assemble import GraphSettings, build_dataset_graphs
-    from ..graphs.fusion import GraphConfig
-    from ..models import MSCRSRecommender, RecCollator, load_backbone
+    from ..graphs.assemble import build_dataset_graphs
+    from ..models import RecCollator, load_backbone
     from ..training import TrainConfig, train as train_loop
 
-    graphs = build_dataset_graphs(ds, GraphSettings(k=cfg.k, comention_threshold=cfg.comention_threshold,
-                                                    knn_symmetric=cfg.graph_variant == "paper",
-                                                    text_max_length=256, cache_dir=str(cache)), data_root)
-    on = cfg.model == "mscrs"
-    gcfg = GraphConfig(dim=cfg.entity_dim, lambda_=cfg.lambda_, use_collab=on and cfg.use_collab,
-                       use_text=on and cfg.use_text, use_image=on and cfg.use_image, variant=cfg.graph_variant,
-                       authors_dataset=cfg.dataset)
-    torch.manual_seed(cfg.seed)
-    encoder = graphs.encoder(gcfg)
+    graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cfg.comention_threshold, cfg.graph_variant, cache),
+                                  data_root)
     path = tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone
     backbone, tokenizer = load_backbone(str(path))
-    torch.manual_seed(cfg.seed)
-    model = MSCRSRecommender(encoder, backbone, torch.as_tensor(ds.item_ids), tokenizer=tokenizer,
-                             n_entity_prompt=cfg.n_entity_prompt, n_task_prompt=cfg.n_task_prompt,
-                             fuse_weight=cfg.fuse_weight, fuse_variant=cfg.fuse_variant, rec_scope=cfg.rec_scope)
+    model = build_recommender(cfg, ds, graphs, backbone, tokenizer)
+    encoder = model.graph_encoder
     history: list[dict] = []
     if cfg.pretrain_epochs > 0:
         pre_train = _subsample(pretrain_samples(ds.dialogs("train")), cfg.pretrain_max_samples)
@@ -222,11 +260,12 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path
                                if cfg.pretrain_max_samples else 0)
         res = train_loop(model, pre_train, pre_valid, TrainConfig(
             output_dir=str(run_dir / "pretrain"), task="pretrain", epochs=cfg.pretrain_epochs,
-            batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, max_length=cfg.max_length, progress=progress))
+            batch_size=cfg.batch_size, lr=cfg.lr, graph_lr=cfg.graph_lr, seed=cfg.seed, max_length=cfg.max_length,
+            progress=progress))
         history += [{"stage": "pretrain", **h} for h in res.history]
     res = train_loop(model, train, valid, TrainConfig(
         output_dir=str(run_dir / "rec"), task="rec", epochs=cfg.rec_epochs, batch_size=cfg.batch_size,
-        lr=cfg.lr, seed=cfg.seed, max_length=cfg.max_length, progress=progress))
+        lr=cfg.lr, graph_lr=cfg.graph_lr, seed=cfg.seed, max_length=cfg.max_length, progress=progress))
     history += [{"stage": "rec", **h} for h in res.history]
     collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=model.prompt_encoder.max_entities)
     model.eval()

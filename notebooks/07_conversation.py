@@ -1,0 +1,136 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7. Conversation (Table 3, Figure 4c-d)
+#
+# Table 3 and Figure 4 (c, d) of the paper, recomputed. Each configuration is chapter 6 executed by
+# papermill with the configuration's parameters (finished runs are loaded, so an interrupted build resumes),
+# and the runs are collected here.
+#
+# * **MSCRS**: enhanced entities (Eq. 25) + correlation semantic mapping (Eq. 26-27) + conversation prompt
+#   (Eq. 28) on the frozen backbone.
+# * **w/o graphs (UniCRS-like)**: the knowledge-graph prompt only: no collaborative or text graph, no enhanced
+#   entities, no mapping. This is the closest configuration to UniCRS in this harness.
+# * **plain backbone** (the paper's "DialoGPT" row): the same frozen language model continuing the context,
+#   with no prompt and no training.
+# * Figure 4 (c, d): MSCRS without the enhanced entities (w/o -s), without the mapping (w/o -c), without both
+#   (w/o -all).
+#
+# **Deviations.** The backbone is the project's miniature DialoGPT (chapter 3), not DialoGPT-small; the
+# context embeddings come from all-MiniLM-L6-v2, not RoBERTa; training uses a subset of the training turns
+# and the metrics a fixed subset of the test turns (chapter 6's `max_train_samples`, `max_eval_samples`); no
+# image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human
+# evaluation (Table 4) is possible here: the examples at the end put the responses side by side instead.
+
+# %% tags=["parameters"]
+profile = "default"  # the parameter profile each run executes under
+datasets = ["inspired", "redial"]
+ablation_datasets = ["inspired"]  # Figure 4 (c, d): the paper shows both; the CPU budget allows one here
+seed = 0
+base = {}  # ConvRunConfig overrides for every run
+results_dir = None
+data_root = None
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from mscrs_core.book.paper_tables import paper_table3
+from mscrs_core.experiments.sweep import CONV_RUN_CHAPTER, run_points
+
+sns.set_theme(style="whitegrid")
+variants = {
+    "MSCRS": {},
+    "w/o graphs (UniCRS-like)": {"use_graphs": False, "use_enhanced_entities": False, "use_context_mapping": False},
+    "plain backbone": {"model": "backbone"},
+    "w/o -s": {"use_enhanced_entities": False},
+    "w/o -c": {"use_context_mapping": False},
+    "w/o -all": {"use_enhanced_entities": False, "use_context_mapping": False},
+}
+table3 = ["MSCRS", "w/o graphs (UniCRS-like)", "plain backbone"]
+ablations = ["MSCRS", "w/o -s", "w/o -c", "w/o -all"]
+points, labels = [], []
+for ds in datasets:
+    for name in dict.fromkeys(table3 + (ablations if ds in ablation_datasets else [])):
+        points.append({"dataset": ds, "seed": seed, **variants[name]})
+        labels.append(name)
+runs = run_points(points, profile=profile, base=base, results_dir=results_dir, data_root=data_root,
+                  chapter=CONV_RUN_CHAPTER)
+runs["variant"] = labels
+print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in total")
+
+# %% [markdown]
+# ## Table 3, ours beside the paper's
+#
+# BLEU-n is UniCRS's sentence-level BLEU with one-hot weights; ROUGE from `rouge-score`; `dist@n` is the
+# UniCRS/DCRS convention (distinct n-grams over all responses divided by the number of responses, the
+# paper's values above 1) and `dist_ratio@n` the 0-1 ratio of distinct to total n-grams, both word-level.
+# The paper's rows come from the full data and DialoGPT-small: compare the ordering, not the values.
+
+# %%
+cols = ["bleu@2", "bleu@3", "rouge2", "rougeL", "dist@2", "dist@3", "dist@4", "dist_ratio@2", "sacrebleu"]
+paper_names = {"MSCRS": "MSCRS", "w/o graphs (UniCRS-like)": "UniCRS", "plain backbone": "DialoGPT"}
+rows = []
+for _, r in runs[runs.variant.isin(table3)].iterrows():
+    rows.append({"dataset": r.dataset, "model": r.variant, "source": "ours", **{c: r[c] for c in cols}})
+paper = paper_table3()
+for ds in datasets:
+    for ours, theirs in paper_names.items():
+        if theirs in paper.loc[ds].index:
+            rows.append({"dataset": ds, "model": ours, "source": f"paper ({theirs})",
+                         **{c: paper.loc[(ds, theirs)].get(c) for c in cols}})
+pd.DataFrame(rows).set_index(["dataset", "model", "source"]).sort_index().round(4)
+
+# %% [markdown]
+# ## Figure 4 (c, d): BLEU-2 without enhanced entities (-s), without the correlation mapping (-c), without both
+
+# %%
+ab = runs[runs.variant.isin(ablations) & runs.dataset.isin(ablation_datasets)]
+if not ab.empty:
+    fig, axes = plt.subplots(1, len(ablation_datasets), figsize=(6 * len(ablation_datasets), 3.4), squeeze=False)
+    for ax, ds in zip(axes[0], ablation_datasets):
+        sub = ab[ab.dataset == ds].set_index("variant").reindex(ablations)
+        sns.barplot(x=ablations, y=sub["bleu@2"].values, ax=ax)
+        ax.set_ylabel("BLEU-2")
+        ax.set_title(f"{ds}: BLEU-2 of the conversation ablations")
+    fig.tight_layout()
+    display(ab.set_index(["dataset", "variant"])[["bleu@2", "bleu@3", "rouge2", "rougeL", "dist@2"]].round(4))
+
+# %% [markdown]
+# ## The same contexts, side by side
+#
+# The gold response and the responses of MSCRS, the variant without graphs and the plain backbone, for the
+# first test contexts of each dataset (`<movie>` stands where the recommender's top item is filled in when
+# talking to the system, chapter 8). Every run draws the same test subset, so row i is the same context.
+
+# %%
+import json
+from pathlib import Path
+
+from mscrs_core.experiments.recommendation import default_results_dir
+
+root = Path(results_dir) if results_dir else default_results_dir()
+pd.set_option("display.max_colwidth", 120)
+for ds in datasets:
+    recs = {r.variant: json.loads((root / r["name"] / "result.json").read_text())
+            for _, r in runs[(runs.dataset == ds) & runs.variant.isin(table3)].iterrows()}
+    rows = []
+    for i in range(min(6, len(recs["MSCRS"]["examples"]))):
+        ex = recs["MSCRS"]["examples"][i]
+        assert all(recs[n]["examples"][i]["key"] == ex["key"] for n in table3), "runs must share the test subset"
+        rows.append({"last turn": ex["context"][-1][1][:120] if ex["context"] else "", "gold": ex["gold"][:120],
+                     **{n: recs[n]["examples"][i]["generated"][:120] for n in table3}})
+    print(ds)
+    display(pd.DataFrame(rows))
