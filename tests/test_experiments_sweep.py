@@ -58,3 +58,22 @@ def test_seed_mean_per_sample(tmp_path, fake_papermill):
                             results_dir=tmp_path, log=lambda *_: None)
     s = sweep.seed_mean_per_sample(runs, "popularity", tmp_path)
     assert len(s) == 64 and s.between(0, 1).all()
+
+
+def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
+    """workers=2: the first point of the (dataset, model) group runs here, the others in real papermill kernels."""
+    points = [{"model": "popularity", "k": k} for k in (5, 10, 20)]
+    par = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "par", log=lambda *_: None, workers=2)
+    assert len(fake_papermill) == 1  # only the group's first point went through the in-process stand-in
+    assert (tmp_path / "par" / "notebooks" / f"{par['name'].iloc[2]}.ipynb").is_file()  # executed by papermill
+    ser = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "ser", log=lambda *_: None, workers=1)
+    assert par["name"].tolist() == ser["name"].tolist()
+    assert par["recall@10"].tolist() == ser["recall@10"].tolist()
+
+
+def test_bad_worker_counts(monkeypatch):
+    monkeypatch.setenv("MSCRS_WORKERS", "two")
+    with pytest.raises(ValueError, match="MSCRS_WORKERS must be a positive integer"):
+        sweep.default_workers()
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        sweep.run_points([], profile="smoke", workers=0)

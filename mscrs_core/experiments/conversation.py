@@ -9,7 +9,6 @@ Results go to ``<results_dir>/<run name>/result.json`` (atomic; a finished run i
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -17,19 +16,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import dataclasses
-
 import torch
 
 from ..atomic import atomic_write_text
 from ..data.files import project_root
+from .run_config import RunConfig
 from .recommendation import _subsample, default_results_dir, graph_settings, tiny_dialogpt_for
 
 MODELS = ("mscrs", "backbone")
 
 
 @dataclass(frozen=True)
-class ConvRunConfig:
+class ConvRunConfig(RunConfig):
     dataset: str = "inspired"
     model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM)
     seed: int = 0
@@ -57,19 +55,10 @@ class ConvRunConfig:
         if self.dataset not in ("inspired", "redial"):
             raise ValueError(f"ConvRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "ConvRunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown ConvRunConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**params)
-
     def name(self) -> str:
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
                                         ("c", self.use_context_mapping)) if on) or "0"
-        return f"conv-{self.dataset}-{self.model}-{flags}-s{self.seed}-{digest}"
+        return f"conv-{self.dataset}-{self.model}-{flags}-s{self.seed}-{self.digest()}"
 
 
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[str]:

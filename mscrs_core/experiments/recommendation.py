@@ -22,8 +22,6 @@ model selection on the validation split only; the test split is scored once at t
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -36,12 +34,13 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..data.files import project_root
+from .run_config import RunConfig
 
 MODELS = ("mscrs", "unicrs", "popularity", "text_classifier", "graph_scorer")
 
 
 @dataclass(frozen=True)
-class RecRunConfig:
+class RecRunConfig(RunConfig):
     dataset: str = "inspired"
     model: str = "mscrs"
     seed: int = 0
@@ -83,17 +82,6 @@ class RecRunConfig:
             raise ValueError(f"RecRunConfig.lambda_ must lie in [0, 1], got {self.lambda_}")
         if self.k < 1:
             raise ValueError(f"RecRunConfig.k must be >= 1, got {self.k}")
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "RecRunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(params) - names)
-        if unknown:
-            raise ValueError(f"unknown RecRunConfig fields {unknown}; known: {sorted(names)}")
-        return cls(**params)
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
     def name(self) -> str:
         graphs = "".join(c for c, on in (("c", self.use_collab), ("t", self.use_text), ("i", self.use_image)) if on)

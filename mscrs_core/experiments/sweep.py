@@ -6,6 +6,13 @@ Two run chapters exist: ``03_recommendation_run`` (a point is a dict of
 :func:`run_points` looks for a finished ``result.json`` under ``results_dir``; only missing points
 are executed (the run chapter under the given profile, the point's fields as parameters), so an
 interrupted sweep resumes without redoing finished points. The results come back as one table.
+
+``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
+``cpu_count // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
+one after the other, because the small matrices of these models do not keep two threads busy. The first
+missing point of each (dataset, model) runs alone first, so that the caches it fills (backbone, features)
+are not computed twice at once. The thread count can change the last digits of float sums, not the
+conclusions; a given configuration of workers is deterministic.
 """
 from __future__ import annotations
 
@@ -24,30 +31,75 @@ CONV_RUN_CHAPTER = "06_conversation_run"
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr@10", "mrr@50")
 
 
+def default_workers() -> int:
+    """Points run at once: ``$MSCRS_WORKERS`` (a positive integer), else 1."""
+    raw = os.environ.get("MSCRS_WORKERS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"MSCRS_WORKERS must be a positive integer, got {raw!r}")
+    return n
+
+
+def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrides: dict[str, Any],
+             threads: int) -> str:
+    """Run one point in this (worker) process; the kernel inherits the thread limit from its environment."""
+    from ..book import runner
+
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+    try:
+        runner.run_chapter(chapter, profile, out_dir=out_dir, output_name=output_name, overrides=overrides)
+    except Exception as err:  # papermill's errors do not always pickle back to the parent
+        raise RuntimeError(f"run {output_name} failed ({type(err).__name__}): {err}") from None
+    return output_name
+
+
 def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str, Any] | None = None,
                results_dir: str | os.PathLike | None = None, data_root: str | None = None,
-               chapter: str = RUN_CHAPTER, log=print) -> pd.DataFrame:
-    """Execute the missing points and return every point's result as a row."""
+               chapter: str = RUN_CHAPTER, log=print, workers: int | None = None) -> pd.DataFrame:
+    """Execute the missing points and return every point's result as a row (see the module docstring)."""
     from ..book import runner
 
     results = Path(results_dir) if results_dir else default_results_dir()
     config_cls = run_config_class(chapter)
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     # the run chapter's own profile parameters apply to every point, as they will inside the run
     fields = set(config_fields(config_cls))
     profile_params = {k: v for k, v in runner.profile_parameters(chapter, profile).items() if k in fields}
-    rows = []
+    names, todo = [], {}
     for point in points:
         params = {**profile_params, **(base or {}), **point}
         cfg = config_cls.from_params(params)
-        run_dir = results / cfg.name()
-        if not (run_dir / "result.json").is_file():
-            log(f"running {cfg.name()}")
-            runner.run_chapter(chapter, profile, out_dir=results / "notebooks", output_name=cfg.name(),
-                               overrides={**params, "results_dir": str(results), "data_root": data_root})
-        else:
+        names.append(cfg.name())
+        if (results / cfg.name() / "result.json").is_file():
             log(f"finished already: {cfg.name()}")
-        rows.append(load_result(run_dir))
-    return results_frame(rows)
+        elif cfg.name() not in todo:
+            todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root})
+    out_dir = str(results / "notebooks")
+    first, rest, seen = [], [], set()
+    for name, (cfg, overrides) in todo.items():
+        group = (cfg.dataset, cfg.model)
+        (rest if workers > 1 and group in seen else first).append((name, overrides))
+        seen.add(group)
+    for name, overrides in first:
+        log(f"running {name}")
+        _execute(chapter, profile, out_dir, name, overrides, 0)
+    if rest:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        log(f"running {len(rest)} more, {workers} at a time ({threads} thread{'s' if threads > 1 else ''} each)")
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for done in pool.map(_execute, *zip(*[(chapter, profile, out_dir, n, o, threads) for n, o in rest])):
+                log(f"finished {done}")
+    return results_frame([load_result(results / n) for n in names])
 
 
 def run_config_class(chapter: str) -> type:

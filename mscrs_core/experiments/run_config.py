@@ -1,0 +1,25 @@
+"""What every run configuration shares: construction from chapter parameters and a content digest."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+
+class RunConfig:
+    """Mixin for the frozen dataclasses that configure one run (:class:`~.recommendation.RecRunConfig`,
+    :class:`~.conversation.ConvRunConfig`); a run's folder name ends with :meth:`digest`."""
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]):
+        """The configuration from a chapter's parameters; a name the class does not have is an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
+        return cls(**params)
+
+    def digest(self) -> str:
+        """12 hex digits of the SHA-256 of every field (sorted JSON): equal configurations, equal digests."""
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
