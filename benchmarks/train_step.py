@@ -5,9 +5,11 @@ bare: backbone on s alone (inputs_embeds that require grad), backward into input
 Prints median seconds per step and the ratio full / bare (target: graph + prompt encoder add <= 15%).
 
 Graph side (``--graph``): ``embedding`` is the trivial stand-in (a K x d table); ``rgcn`` adds one R-GCN layer
-(PyG ``RGCNConv``, 8 bases) over a random graph of INSPIRED's size (17,320 entities, 38,903 edges, 13 relations)
-as a proxy of the KG encoder; ``kg`` is the project's ``SemanticGraphEncoder`` on INSPIRED's real KG with every
-semantic graph switched off (the UniCRS-baseline graph side; needs ``--data-root``).
+(``GroupedRGCNConv``, 8 bases) over a random graph of INSPIRED's size (17,320 entities, 38,903 edges, 13
+relations) as a proxy of the KG encoder; ``kg`` is the project's ``SemanticGraphEncoder`` on INSPIRED's real KG
+with every semantic graph switched off (the UniCRS-baseline graph side); ``full`` is the default MSCRS graph side
+on INSPIRED (KG + co-mention + text kNN graphs, as a default run builds them; ``kg`` and ``full`` read the data
+from ``--data-root``, ``full`` also the cached text features).
 
 Examples:
     python benchmarks/train_step.py                              # random tiny-DialoGPT architecture, 8 x 148
@@ -38,11 +40,11 @@ class RGCNStandIn(nn.Module):
 
     def __init__(self, k: int, d: int, seed: int = 0):
         super().__init__()
-        from torch_geometric.nn import RGCNConv
+        from mscrs_core.graphs.rgcn import GroupedRGCNConv
 
         g = torch.Generator().manual_seed(seed)
         self.emb = nn.Embedding(k, d)
-        self.conv = RGCNConv(d, d, num_relations=N_RELATIONS, num_bases=8)
+        self.conv = GroupedRGCNConv(d, d, num_relations=N_RELATIONS, num_bases=8)
         self.register_buffer("edge_index", torch.randint(0, k, (2, N_EDGES), generator=g))
         self.register_buffer("edge_type", torch.randint(0, N_RELATIONS, (N_EDGES,), generator=g))
 
@@ -92,7 +94,7 @@ def interleaved_medians(fns, steps: int, warmup: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=None, help="name/path for load_backbone; default: random tiny-DialoGPT")
-    ap.add_argument("--graph", choices=("embedding", "rgcn", "kg"), default="rgcn")
+    ap.add_argument("--graph", choices=("embedding", "rgcn", "kg", "full"), default="rgcn")
     ap.add_argument("--data-root", default="../shared/data", help="for --graph kg")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=148)
@@ -118,7 +120,7 @@ def main() -> None:
         graph = TableStandIn(N_ENTITIES, d)
     elif args.graph == "rgcn":
         graph = RGCNStandIn(N_ENTITIES, d)
-    else:
+    elif args.graph == "kg":
         from mscrs_core.data.inspired import load_inspired
         from mscrs_core.graphs.fusion import GraphConfig, SemanticGraphEncoder
         from mscrs_core.graphs.kg import build_kg_edges
@@ -126,6 +128,14 @@ def main() -> None:
         ds = load_inspired(args.data_root)
         graph = SemanticGraphEncoder(ds.num_entities, build_kg_edges(ds.kg), torch.tensor(ds.item_ids),
                                      GraphConfig(dim=d, use_collab=False, use_text=False, use_image=False))
+    else:
+        from mscrs_core.data import load_dataset
+        from mscrs_core.experiments.recommendation import graph_settings
+        from mscrs_core.graphs.assemble import build_dataset_graphs
+        from mscrs_core.graphs.fusion import GraphConfig
+
+        ds = load_dataset("inspired", args.data_root)
+        graph = build_dataset_graphs(ds, graph_settings(10), args.data_root).encoder(GraphConfig(dim=d))
     device = torch.device(args.device)
     model = MSCRSRecommender(graph, backbone, torch.arange(N_ITEMS), max_entities=args.max_entities,
                              n_entity_prompt=args.n_entity_prompt, n_task_prompt=args.n_task_prompt).to(device)

@@ -90,8 +90,8 @@ pd.Series({**dataclasses.asdict(cfg), **result["samples"]}, name="value").to_fra
 if "graphs" in result:
     g = result["graphs"]
     print("graphs used:", ", ".join(g["active_graphs"]), "| item modalities:", ", ".join(g["modalities"]) or "none")
-    print("edges:", g["num_edges"], "| trainable parameters:", result["trainable_parameters"])
-    print("backbone:", result["backbone"])
+    print("edges:", g["num_edges"], "| trainable parameters:", result.get("trainable_parameters", 0))
+    print("backbone:", result.get("backbone", "none (no language model in this run)"))
 
 # %% [markdown]
 # ## Training
