@@ -54,6 +54,7 @@ max_eval_samples = 0
 text_max_length = 128
 results_dir = None  # None: build/runs
 data_root = None
+sweep_point = False  # True when a sweep (chapters 4, 5) executes this run: skip the reference runs below
 
 # %%
 import dataclasses
@@ -65,10 +66,9 @@ import seaborn as sns
 from mscrs_core.experiments.recommendation import RecRunConfig, run_recommendation
 
 sns.set_theme(style="whitegrid")
-cfg = RecRunConfig.from_params({f.name: globals()[f.name] for f in dataclasses.fields(RecRunConfig)})
+cfg = RecRunConfig.from_namespace(globals())
 result = run_recommendation(cfg, results_dir, data_root)
-print(f"run {result['name']}: {'loaded (finished before)' if result['reused'] else 'trained now'}, "
-      f"{result['seconds']} s of compute")
+print(cfg.run_line(result))
 
 # %% [markdown]
 # ## What ran
@@ -146,7 +146,7 @@ pd.DataFrame({"test": result["test"], "valid": result["valid"]}).round(4)
 #   and without the text graph, whose item-to-item term (Eq. 16) is added on the item rows only.
 
 # %%
-if cfg.model not in ("popularity", "graph_scorer"):
+if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
     refs = {
         "popularity": dataclasses.replace(cfg, model="popularity"),
         "graphs alone": dataclasses.replace(cfg, model="graph_scorer"),

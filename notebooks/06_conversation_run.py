@@ -47,6 +47,7 @@ num_beams = 1
 no_repeat_ngram_size = 3
 results_dir = None  # None: build/runs
 data_root = None
+sweep_point = False  # True when chapter 7's sweep executes this run (nothing here depends on it yet)
 
 # %%
 import dataclasses
@@ -56,10 +57,9 @@ import pandas as pd
 
 from mscrs_core.experiments.conversation import ConvRunConfig, run_conversation
 
-cfg = ConvRunConfig.from_params({f.name: globals()[f.name] for f in dataclasses.fields(ConvRunConfig)})
+cfg = ConvRunConfig.from_namespace(globals())
 result = run_conversation(cfg, results_dir, data_root)
-print(f"run {result['name']}: {'loaded (finished before)' if result['reused'] else 'trained now'}, "
-      f"{result['seconds']} s of compute")
+print(cfg.run_line(result))
 
 # %% [markdown]
 # ## What ran

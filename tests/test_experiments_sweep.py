@@ -17,6 +17,7 @@ def fake_papermill(monkeypatch):
         assert name == sweep.RUN_CHAPTER
         params = dict(overrides)
         results_dir, data_root = params.pop("results_dir"), params.pop("data_root")
+        assert params.pop("sweep_point") is True
         calls.append(output_name)
         run_recommendation(RecRunConfig.from_params(params), results_dir, data_root)
 
@@ -78,3 +79,15 @@ def test_bad_worker_counts(monkeypatch):
         sweep.default_workers()
     with pytest.raises(ValueError, match="workers must be >= 1"):
         sweep.run_points([], profile="smoke", workers=0)
+
+
+def test_run_config_from_a_chapter_namespace():
+    from mscrs_core.experiments.conversation import ConvRunConfig
+
+    ns = {**{f: getattr(ConvRunConfig(), f) for f in sweep.config_fields(ConvRunConfig)}, "seed": 3, "other": 1}
+    cfg = ConvRunConfig.from_namespace(ns)
+    assert cfg.seed == 3 and cfg.digest() == ConvRunConfig(seed=3).digest() != ConvRunConfig().digest()
+    del ns["lr"]
+    with pytest.raises(ValueError, match=r"does not define \['lr'\]"):
+        ConvRunConfig.from_namespace(ns)
+    assert "loaded" in cfg.run_line({"name": "x", "reused": True, "seconds": 2})

@@ -20,6 +20,19 @@ class RunConfig:
             raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
         return cls(**params)
 
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]):
+        """The configuration from a run chapter's globals (its parameters cell defines every field)."""
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in namespace]
+        if missing:
+            raise ValueError(f"{cls.__name__}: the chapter does not define {missing}")
+        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls)})
+
+    def run_line(self, result: dict[str, Any]) -> str:
+        """One line saying whether ``result`` was trained now or loaded, and its compute time."""
+        how = "loaded (finished before)" if result.get("reused") else "trained now"
+        return f"run {result['name']}: {how}, {result.get('seconds', 0)} s of compute"
+
     def digest(self) -> str:
         """12 hex digits of the SHA-256 of every field (sorted JSON): equal configurations, equal digests."""
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]

@@ -80,7 +80,8 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
         if (results / cfg.name() / "result.json").is_file():
             log(f"finished already: {cfg.name()}")
         elif cfg.name() not in todo:
-            todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root})
+            todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root,
+                                      "sweep_point": True})
     out_dir = str(results / "notebooks")
     first, rest, seen = [], [], set()
     for name, (cfg, overrides) in todo.items():
