@@ -118,3 +118,20 @@ def test_neighbours_in_entity_space():
     assert nb["text"] == {2, 4}  # entity 3 = item 1 ~ items 0, 2 = entities 2, 4
     assert nb["image"] == {4}  # item 1 ~ item 2
     assert set(_enc(use_text=False).neighbours([3])) == {"kg", "collab", "image"}
+
+
+def test_no_grad_table_is_reused_until_a_parameter_changes():
+    enc = _enc()
+    with torch.no_grad():
+        first = enc()
+        assert enc() is first  # evaluation batches share one E_final
+    opt = torch.optim.SGD(enc.parameters(), lr=0.1)
+    enc().pow(2).sum().backward()
+    opt.step()  # in-place update: the cached table is stale now
+    with torch.no_grad():
+        after = enc()
+        assert after is not first and not torch.allclose(after, first)
+        assert torch.equal(after, enc._compute())
+        enc.load_state_dict(_enc().state_dict())
+        assert torch.equal(enc(), first)
+    assert enc().requires_grad  # with autograd: always a fresh graph

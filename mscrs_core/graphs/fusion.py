@@ -196,7 +196,24 @@ class SemanticGraphEncoder(nn.Module):
         }
 
     def forward(self) -> Tensor:
-        """E_final [K, d], Eq. (16)."""
+        """E_final [K, d], Eq. (16).
+
+        Without autograd (evaluation, generation) the table is computed once and reused until a parameter
+        changes: E_final depends on the parameters only, and an optimizer step, ``load_state_dict`` or a
+        device/dtype move all bump a parameter's version or storage. With autograd it is always recomputed.
+        """
+        if torch.is_grad_enabled():
+            self._table_cache = None
+            return self._compute()
+        key = (self.training, tuple((p.data_ptr(), p._version, p.dtype) for p in self.parameters()))
+        cached = getattr(self, "_table_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        table = self._compute()
+        self._table_cache = (key, table)
+        return table
+
+    def _compute(self) -> Tensor:
         n1 = self.kg_encoder()
         e_alpha = n1
         if self.collab is not None:
