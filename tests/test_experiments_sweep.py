@@ -61,16 +61,34 @@ def test_seed_mean_per_sample(tmp_path, fake_papermill):
     assert len(s) == 64 and s.between(0, 1).all()
 
 
-def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
-    """workers=2: the first point of the (dataset, model) group runs here, the others in real papermill kernels."""
+def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill, monkeypatch):
+    """workers=2: shared caches are prepared once here, then every point runs in a real papermill kernel."""
+    prepared, real = [], RecRunConfig.prepare_caches
+    monkeypatch.setattr(RecRunConfig, "prepare_caches",
+                        lambda self, *a, **kw: (prepared.append(self.shared_caches()), real(self, *a, **kw)))
     points = [{"model": "popularity", "k": k} for k in (5, 10, 20)] + [{"model": "graph_scorer", "seed": s}
                                                                       for s in (0, 1)]
     par = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "par", log=lambda *_: None, workers=2)
-    assert len(fake_papermill) == 2  # only each group's first point went through the in-process stand-in
-    assert (tmp_path / "par" / "notebooks" / f"{par['name'].iloc[2]}.ipynb").is_file()  # executed by papermill
+    assert fake_papermill == []  # nothing ran through the in-process stand-in
+    assert prepared == [(("item text features", "inspired"),)]  # once for both graph scorers; popularity: none
+    for name in par["name"]:
+        assert (tmp_path / "par" / "notebooks" / f"{name}.ipynb").is_file()  # executed by papermill
     ser = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "ser", log=lambda *_: None, workers=1)
+    assert len(fake_papermill) == 5
     assert par["name"].tolist() == ser["name"].tolist()
     assert par["recall@10"].tolist() == ser["recall@10"].tolist()  # chapter 3 runs every model kind
+
+
+def test_schedule_starts_the_costliest_runs_first():
+    from mscrs_core.experiments.conversation import ConvRunConfig
+
+    cfgs = {"pop": RecRunConfig(model="popularity"), "tc": RecRunConfig(model="text_classifier"),
+            "ins": RecRunConfig(), "red": RecRunConfig(dataset="redial"), "uni": RecRunConfig(model="unicrs")}
+    assert sweep.schedule(cfgs) == ["red", "ins", "uni", "tc", "pop"]
+    assert RecRunConfig(model="popularity").shared_caches() == ()
+    assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig(dataset="redial").shared_caches()
+    assert sweep.schedule({"b": ConvRunConfig(model="backbone"), "m": ConvRunConfig()}) == ["m", "b"]
+    assert ConvRunConfig(model="backbone").shared_caches() == (("tiny-dialogpt", "inspired", 2.0),)
 
 
 def test_bad_worker_counts(monkeypatch):

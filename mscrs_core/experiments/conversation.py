@@ -60,6 +60,35 @@ class ConvRunConfig(RunConfig):
                                         ("c", self.use_context_mapping)) if on) or "0"
         return f"conv-{self.dataset}-{self.model}-{flags}-s{self.seed}-{self.digest()}"
 
+    def shared_caches(self) -> tuple[tuple, ...]:
+        keys: list[tuple] = []
+        if self.backbone == "tiny-dialogpt":
+            keys.append(("tiny-dialogpt", self.dataset, self.backbone_epochs))
+        if self.model == "mscrs":
+            keys.append(("item text features", self.dataset))
+            if self.use_context_mapping:
+                keys.append(("context bank", self.dataset, self.text_embedder, self.max_train_samples))
+        return tuple(keys)
+
+    def prepare_caches(self, data_root: str | None = None, cache_dir: str | None = None) -> None:
+        from ..data import load_dataset
+        from ..graphs.assemble import build_dataset_graphs
+        from ..models import load_backbone
+
+        cache = Path(cache_dir) if cache_dir else project_root() / "cache"
+        ds = load_dataset(self.dataset, data_root)
+        path = backbone_path(self, ds, cache)
+        if self.model != "mscrs":
+            return
+        graphs = build_dataset_graphs(ds, graph_settings(self.k, cache_dir=cache), data_root)
+        if self.use_context_mapping:  # the bank embeds the training contexts through the on-disk cache
+            backbone, tokenizer = load_backbone(path)
+            build_generator(self, ds, graphs, backbone, tokenizer, conversation_splits(self, ds)[0], cache)
+
+    def relative_cost(self) -> float:
+        per_model = 1.0 if self.model == "mscrs" else 0.1
+        return per_model * (2.0 if self.dataset == "redial" else 1.0)
+
 
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[str]:
     """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training."""

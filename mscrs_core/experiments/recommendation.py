@@ -87,6 +87,46 @@ class RecRunConfig(RunConfig):
         graphs = "".join(c for c, on in (("c", self.use_collab), ("t", self.use_text), ("i", self.use_image)) if on)
         return f"{self.dataset}-{self.model}-g{graphs or '0'}-k{self.k}-l{self.lambda_}-s{self.seed}-{self.digest()}"
 
+    def shared_caches(self) -> tuple[tuple, ...]:
+        keys: list[tuple] = []
+        if self.model in ("mscrs", "unicrs", "graph_scorer"):
+            keys.append(("item text features", self.dataset))
+        if self.model in ("mscrs", "unicrs") and self.backbone == "tiny-dialogpt":
+            keys.append(("tiny-dialogpt", self.dataset, self.backbone_epochs))
+        if self.model == "text_classifier":
+            keys.append(("context features", self.dataset, self.max_train_samples, self.max_eval_samples,
+                         self.text_max_length))
+        return tuple(keys)
+
+    def prepare_caches(self, data_root: str | None = None, cache_dir: str | None = None) -> None:
+        from ..data import load_dataset
+
+        keys = {k[0] for k in self.shared_caches()}
+        if not keys:
+            return
+        cache = Path(cache_dir) if cache_dir else project_root() / "cache"
+        ds = load_dataset(self.dataset, data_root)
+        if "item text features" in keys:
+            from ..graphs.assemble import build_dataset_graphs
+
+            build_dataset_graphs(ds, graph_settings(self.k, self.comention_threshold, self.graph_variant, cache),
+                                 data_root)
+        if "tiny-dialogpt" in keys:
+            tiny_dialogpt_for(ds, cache, self.backbone_epochs)
+        if "context features" in keys:
+            from ..baselines.text_classifier import TextClassifierConfig, encode_contexts
+
+            train, valid, test = rec_splits(self, ds)
+            path = cache / f"{self.dataset}-contexts"
+            path.mkdir(parents=True, exist_ok=True)
+            encode_contexts(train + valid + test, TextClassifierConfig(max_length=self.text_max_length, seed=self.seed),
+                            path / "contexts-text.safetensors")
+
+    def relative_cost(self) -> float:
+        # measured on 2 cores: prompt runs dominate, ReDial's (64k-entity graph, 5k samples) most of all
+        per_model = {"mscrs": 10.0, "unicrs": 8.0, "text_classifier": 1.0}.get(self.model, 0.1)
+        return per_model * (6.0 if self.dataset == "redial" else 1.0)
+
 
 def default_results_dir() -> Path:
     return project_root() / "build" / "runs"
@@ -101,6 +141,15 @@ def _subsample(samples: list, n: int, seed: int = 0) -> list:
         return samples
     idx = np.random.default_rng(seed).permutation(len(samples))[:n]
     return [samples[i] for i in sorted(idx)]
+
+
+def rec_splits(cfg: RecRunConfig, ds) -> tuple[list, list, list]:
+    """The training, validation and test recommendation samples a run of ``cfg`` uses."""
+    from ..data import rec_samples
+
+    return tuple(_subsample(rec_samples(ds.dialogs(split), ds.item_ids), n)  # type: ignore[return-value]
+                 for split, n in (("train", cfg.max_train_samples), ("valid", cfg.max_eval_samples),
+                                  ("test", cfg.max_eval_samples)))
 
 
 def load_result(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -183,9 +232,7 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, data_root)
     item_pos = ds.item_index()
-    train = _subsample(rec_samples(ds.dialogs("train"), ds.item_ids), cfg.max_train_samples)
-    valid = _subsample(rec_samples(ds.dialogs("valid"), ds.item_ids), cfg.max_eval_samples)
-    test = _subsample(rec_samples(ds.dialogs("test"), ds.item_ids), cfg.max_eval_samples)
+    train, valid, test = rec_splits(cfg, ds)
     record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(),
                               "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
 

@@ -36,3 +36,18 @@ class RunConfig:
     def digest(self) -> str:
         """12 hex digits of the SHA-256 of every field (sorted JSON): equal configurations, equal digests."""
         return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    # -- sweep scheduling hooks (mscrs_core.experiments.sweep) ---------------------------------------------------
+    def shared_caches(self) -> tuple[tuple, ...]:
+        """Keys of the on-disk caches this run shares with other runs (a trained miniature backbone, features).
+
+        A sweep prepares each key once, alone, before it starts runs side by side (:meth:`prepare_caches`)."""
+        return ()
+
+    def prepare_caches(self, data_root: str | None = None, cache_dir: str | None = None) -> None:
+        """Fill the caches named by :meth:`shared_caches` (instant when they exist already)."""
+
+    def relative_cost(self) -> float:
+        """A rough relative compute cost; a sweep starts the costliest runs first so that none is left alone
+        at the end."""
+        return 1.0

@@ -9,9 +9,10 @@ interrupted sweep resumes without redoing finished points. The results come back
 
 ``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
 ``cpu_count // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
-one after the other, because the small matrices of these models do not keep two threads busy. The first
-missing point of each (dataset, model) runs alone first, so that the caches it fills (backbone, features)
-are not computed twice at once. The thread count can change the last digits of float sums, not the
+one after the other, because the small matrices of these models do not keep two threads busy. Before the
+runs start, the caches they share (a dataset's miniature backbone, item and context features: the run
+configuration's ``shared_caches``) are filled once, in this process, so that no two runs compute one at once;
+then the costliest runs start first (``relative_cost``), so that a long ReDial run is not left alone at the end. The thread count can change the last digits of float sums, not the
 conclusions; a given configuration of workers is deterministic.
 """
 from __future__ import annotations
@@ -83,24 +84,34 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
             todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root,
                                       "sweep_point": True})
     out_dir = str(results / "notebooks")
-    first, rest, seen = [], [], set()
-    for name, (cfg, overrides) in todo.items():
-        group = (cfg.dataset, cfg.model)
-        (rest if workers > 1 and group in seen else first).append((name, overrides))
-        seen.add(group)
-    for name, overrides in first:
-        log(f"running {name}")
-        _execute(chapter, profile, out_dir, name, overrides, 0)
-    if rest:
+    if workers == 1 or len(todo) == 1:
+        for name, (_, overrides) in todo.items():
+            log(f"running {name}")
+            _execute(chapter, profile, out_dir, name, overrides, 0)
+    elif todo:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        prepared: set[tuple] = set()
+        for cfg, _ in todo.values():  # shared caches first, once each, so parallel runs only read them
+            new = [k for k in cfg.shared_caches() if k not in prepared]
+            if new:
+                log(f"preparing {', '.join(str(k[0]) for k in new)} for {cfg.dataset}")
+                cfg.prepare_caches(data_root)
+                prepared.update(new)
+        order = schedule({n: cfg for n, (cfg, _) in todo.items()})
         threads = max(1, (os.cpu_count() or 1) // workers)
-        log(f"running {len(rest)} more, {workers} at a time ({threads} thread{'s' if threads > 1 else ''} each)")
+        log(f"running {len(order)}, {workers} at a time ({threads} thread{'s' if threads > 1 else ''} each)")
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for done in pool.map(_execute, *zip(*[(chapter, profile, out_dir, n, o, threads) for n, o in rest])):
+            jobs = [(chapter, profile, out_dir, n, todo[n][1], threads) for n in order]
+            for done in pool.map(_execute, *zip(*jobs)):
                 log(f"finished {done}")
     return results_frame([load_result(results / n) for n in names])
+
+
+def schedule(configs: dict[str, Any]) -> list[str]:
+    """Run names in start order: costliest first (``relative_cost``), ties in the given order."""
+    return sorted(configs, key=lambda n: -configs[n].relative_cost())
 
 
 def run_config_class(chapter: str) -> type:
