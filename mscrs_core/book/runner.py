@@ -122,6 +122,20 @@ def check_parameters(source: Path, params: dict[str, Any]) -> None:
                 f"expected {type(declared[name]).__name__} like its default {declared[name]!r}")
 
 
+def _kernel_manager(stream) -> type:
+    """A kernel manager whose kernel writes its own stderr (ipykernel's start-up warnings, crash messages) to
+    ``stream``: a chapter that runs other chapters (the sweeps) would otherwise show it among its outputs.
+    What the cells print stays in the notebook."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+            kw.setdefault("stderr", stream)
+            await super().start_kernel(**kw)
+
+    return LoggedKernelManager
+
+
 def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, output_name: str | None = None,
                 prepare_only: bool = False, log_output: bool = False) -> Path:
@@ -144,9 +158,11 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
         src_nb = Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, src_nb)
         partial = out / f".{target.stem}.partial.ipynb"
-        pm.execute_notebook(str(src_nb), str(partial), parameters=params, kernel_name="python3",
-                            cwd=str(notebooks_dir()), prepare_only=prepare_only, progress_bar=False,
-                            log_output=log_output)
+        log = out / f".{target.stem}.kernel.log"
+        with open(log, "w") as kernel_stderr:  # the kernel's own stderr: .<run>.kernel.log beside the notebook
+            pm.execute_notebook(str(src_nb), str(partial), parameters=params, kernel_name="python3",
+                                cwd=str(notebooks_dir()), prepare_only=prepare_only, progress_bar=False,
+                                log_output=log_output, kernel_manager_class=_kernel_manager(kernel_stderr))
         os.replace(partial, target)  # nothing half-written under the final name
     return target
 
