@@ -52,6 +52,14 @@ def mean_pool(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> 
     return (last_hidden_state * m).sum(1) / m.sum(1).clamp_min(1.0)
 
 
+def _quiet(n_batches: int) -> bool | None:
+    """tqdm's ``disable``: off for a few batches or when ``$TQDM_DISABLE`` is set (an explicit ``disable=False``
+    would override that variable), else None (tqdm shows the bar on a terminal only)."""
+    if n_batches < 4 or os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false"):
+        return True
+    return None
+
+
 @dataclass
 class FeatureTable:
     """Rows of ``features`` [N, d] belong to ``keys`` (item keys, in input order)."""
@@ -183,7 +191,7 @@ class TextEncoder:
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = torch.zeros(len(texts), self.dim)
         starts = range(0, len(texts), self.batch_size)
-        for s in tqdm(starts, desc=f"encoding with {Path(self.name).name}", disable=len(starts) < 4, leave=False):
+        for s in tqdm(starts, desc=f"encoding with {Path(self.name).name}", disable=_quiet(len(starts)), leave=False):
             idx = order[s:s + self.batch_size]
             batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                    max_length=self.max_length, return_tensors="pt").to(self.device)

@@ -16,6 +16,7 @@ that is what Eq. (7)-(8) give, kept as is.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import torch
@@ -79,9 +80,25 @@ class LightGCN(nn.Module):
         if x.shape[0] != self.num_nodes:
             raise ValueError(f"x has {x.shape[0]} rows, the graph has {self.num_nodes} nodes")
         out = [x]
+        adj_t = self._adjacency(x) if max(self.average_layers) else None
         for _ in range(max(self.average_layers)):
-            out.append(self.conv(out[-1], self.edge_index, self.edge_norm))
+            out.append(self.conv(out[-1], adj_t))
         return out
+
+    def _adjacency(self, x: Tensor) -> Tensor:
+        """The normalised adjacency as a sparse CSR matrix with targets as rows (PyG's ``adj_t``), built once per
+        device and dtype: ``LGConv`` then propagates with one sparse product per layer, forward and backward,
+        instead of a message per edge (ten times faster on ReDial's text graph). Same values as the edge list."""
+        key = (self.edge_index.data_ptr(), self.edge_index._version, self.edge_norm._version, x.device, x.dtype)
+        cached = getattr(self, "_adj_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
+            warnings.simplefilter("ignore", UserWarning)
+            adj_t = torch.sparse_coo_tensor(self.edge_index.flip(0), self.edge_norm.to(x.dtype),
+                                            (self.num_nodes, self.num_nodes)).coalesce().to_sparse_csr()
+        self._adj_cache = (key, adj_t)
+        return adj_t
 
     def average(self, layers: list[Tensor]) -> Tensor:
         return torch.stack([layers[i] for i in self.average_layers]).mean(0)

@@ -223,6 +223,7 @@ def pretrain_tiny_dialogpt(
         attn_pdrop=config.dropout, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id,
     )
+    gcfg.loss_type = "ForCausalLM"  # named, so transformers does not warn that it falls back to it
     model = GPT2LMHeadModel(gcfg)
     steps_per_epoch = math.ceil(len(blocks) / config.batch_size)
     total = max(1, round(config.epochs * steps_per_epoch))
@@ -244,7 +245,8 @@ def pretrain_tiny_dialogpt(
             if step >= total:
                 break
             batch = blocks[order[i:i + config.batch_size]]
-            loss = model(input_ids=batch, labels=batch).loss
+            # packed blocks have no padding: the all-ones mask only states that (and silences the padding warning)
+            loss = model(input_ids=batch, attention_mask=torch.ones_like(batch), labels=batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             opt.step()
