@@ -55,3 +55,18 @@ def test_toc_lists_the_book_chapters():
     files = [c["file"] for c in toc["chapters"]]
     assert files == [f"build/default/{c.name}" for c in runner.chapters(book_only=True)]
     assert {c.name for c in runner.chapters(book_only=True)} <= {c.name for c in runner.chapters()}
+
+
+def test_executed_chapters_keep_their_figures_and_log_the_kernel_stderr(tmp_path, monkeypatch):
+    """With MPLBACKEND=Agg (as make exports it) a chapter's figure still lands in the notebook."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "plot.py").write_text(
+        '# %% tags=["parameters"]\nn = 3\n\n# %%\nimport matplotlib.pyplot as plt\n\nplt.plot(range(n))\n')
+    monkeypatch.setattr(runner, "notebooks_dir", lambda: src)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    out = runner.run_chapter("plot", "smoke", out_dir=tmp_path / "out", overrides={"n": 4})
+    outputs = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs)
+    assert not any("IPKernelApp" in "".join(o.get("text", "")) for o in outputs)
+    assert (tmp_path / "out" / ".plot.kernel.log").is_file()

@@ -122,18 +122,27 @@ def check_parameters(source: Path, params: dict[str, Any]) -> None:
                 f"expected {type(declared[name]).__name__} like its default {declared[name]!r}")
 
 
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
 def _kernel_manager(stream) -> type:
-    """A kernel manager whose kernel writes its own stderr (ipykernel's start-up warnings, crash messages) to
-    ``stream``: a chapter that runs other chapters (the sweeps) would otherwise show it among its outputs.
-    What the cells print stays in the notebook."""
+    """A kernel manager for executing chapters.
+
+    * The kernel writes its own stderr (ipykernel's start-up warnings, crash messages) to ``stream``: a chapter
+      that runs other chapters (the sweeps) would otherwise show it among its outputs. What the cells print
+      stays in the notebook.
+    * Figures go into the notebook: a headless ``MPLBACKEND`` (``Agg``, which ``make`` sets for scripts and
+      tests) would keep ipykernel from installing its inline backend, and the book would have no figures.
+    """
     from jupyter_client.manager import AsyncKernelManager
 
-    class LoggedKernelManager(AsyncKernelManager):
+    class ChapterKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw.setdefault("stderr", stream)
+            kw.setdefault("env", {**os.environ, "MPLBACKEND": INLINE_BACKEND})
             await super().start_kernel(**kw)
 
-    return LoggedKernelManager
+    return ChapterKernelManager
 
 
 def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
