@@ -48,14 +48,19 @@ def encode_contexts(samples: Sequence, cfg: TextClassifierConfig, cache_path: st
     return torch.stack([table.features[idx[keys[context_string(s)]]] for s in samples])
 
 
+def cached_contexts(samples: Sequence, cfg: TextClassifierConfig, cache_dir: str | os.PathLike) -> torch.Tensor:
+    """:func:`encode_contexts` through the classifier's feature file in ``cache_dir`` (created if missing)."""
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    return encode_contexts(samples, cfg, cache / "contexts-text.safetensors")
+
+
 def train_text_classifier(train, valid, test, item_ids: Sequence[int], cfg: TextClassifierConfig,
                           cache_dir: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
     """Train on ``train`` (recommendation samples), select on ``valid``; returns (valid scores, test scores, history)."""
     from ..evaluation import RankingEvaluator
 
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    allx = encode_contexts(list(train) + list(valid) + list(test), cfg, cache / "contexts-text.safetensors")
+    allx = cached_contexts(list(train) + list(valid) + list(test), cfg, cache_dir)
     xtr, xva, xte = allx[: len(train)], allx[len(train): len(train) + len(valid)], allx[len(train) + len(valid):]
     pos = {e: i for i, e in enumerate(item_ids)}
     ytr = torch.tensor([pos[s.target] for s in train])

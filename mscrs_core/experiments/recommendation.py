@@ -114,13 +114,16 @@ class RecRunConfig(RunConfig):
         if "tiny-dialogpt" in keys:
             tiny_dialogpt_for(ds, cache, self.backbone_epochs)
         if "context features" in keys:
-            from ..baselines.text_classifier import TextClassifierConfig, encode_contexts
+            from ..baselines.text_classifier import cached_contexts
 
             train, valid, test = rec_splits(self, ds)
-            path = cache / f"{self.dataset}-contexts"
-            path.mkdir(parents=True, exist_ok=True)
-            encode_contexts(train + valid + test, TextClassifierConfig(max_length=self.text_max_length, seed=self.seed),
-                            path / "contexts-text.safetensors")
+            cached_contexts(train + valid + test, self.text_classifier_config(), cache / f"{self.dataset}-contexts")
+
+    def text_classifier_config(self):
+        """The text classifier baseline's settings for this run."""
+        from ..baselines import TextClassifierConfig
+
+        return TextClassifierConfig(max_length=self.text_max_length, seed=self.seed)
 
     def relative_cost(self) -> float:
         # measured on 2 cores: prompt runs dominate, ReDial's (64k-entity graph, 5k samples) most of all
@@ -256,10 +259,10 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
         history = []
         record["graphs"] = {k: v for k, v in encoder.describe().items() if k != "config"}
     elif cfg.model == "text_classifier":
-        from ..baselines import TextClassifierConfig, train_text_classifier
+        from ..baselines import train_text_classifier
 
-        tc = TextClassifierConfig(max_length=cfg.text_max_length, seed=cfg.seed)
-        valid_scores, test_scores, history = train_text_classifier(train, valid, test, ds.item_ids, tc,
+        valid_scores, test_scores, history = train_text_classifier(train, valid, test, ds.item_ids,
+                                                                   cfg.text_classifier_config(),
                                                                    cache / f"{cfg.dataset}-contexts")
     else:
         valid_scores, test_scores, history, extra = _train_prompt_model(cfg, ds, train, valid, test, run_dir, cache,
