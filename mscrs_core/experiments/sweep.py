@@ -12,7 +12,8 @@ interrupted sweep resumes without redoing finished points. The results come back
 one after the other, because the small matrices of these models do not keep two threads busy. Before the
 runs start, the caches they share (a dataset's miniature backbone, item and context features: the run
 configuration's ``shared_caches``) are filled once, in this process, so that no two runs compute one at once;
-then the costliest runs start first (``relative_cost``), so that a long ReDial run is not left alone at the end. The thread count can change the last digits of float sums, not the
+then the costliest runs start first (``relative_cost``), so that a long ReDial run is not left alone at the
+end. The thread count can change the last digits of float sums, not the
 conclusions; a given configuration of workers is deterministic.
 """
 from __future__ import annotations
