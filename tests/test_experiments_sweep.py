@@ -1,4 +1,5 @@
 """Sweeps execute only the missing points; a run's result is reused when its configuration matches."""
+import dataclasses
 import shutil
 
 import pytest
@@ -61,22 +62,52 @@ def test_seed_mean_per_sample(tmp_path, fake_papermill):
     assert len(s) == 64 and s.between(0, 1).all()
 
 
-def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill, monkeypatch):
-    """workers=2: shared caches are prepared once here, then every point runs in a real papermill kernel."""
-    prepared, real = [], RecRunConfig.prepare_caches
-    monkeypatch.setattr(RecRunConfig, "prepare_caches",
-                        lambda self, *a, **kw: (prepared.append(self.shared_caches()), real(self, *a, **kw)))
+def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
+    """workers=2: one preparation job fills the shared cache, then every point runs in a real papermill kernel."""
     points = [{"model": "popularity", "k": k} for k in (5, 10, 20)] + [{"model": "graph_scorer", "seed": s}
                                                                       for s in (0, 1)]
-    par = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "par", log=lambda *_: None, workers=2)
+    lines: list[str] = []
+    par = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "par", log=lines.append, workers=2)
     assert fake_papermill == []  # nothing ran through the in-process stand-in
-    assert prepared == [(("item text features", "inspired"),)]  # once for both graph scorers; popularity: none
+    preps = [line for line in lines if line.startswith("prepare")]
+    assert preps == ["prepare item text features for inspired"]  # once for both graph scorers; popularity: none
+    started = [line for line in lines if line.startswith(("prepare", "finished"))]
+    first_scorer = min(i for i, line in enumerate(started) if "graph_scorer" in line)
+    assert started.index("finished: " + preps[0]) < first_scorer  # a graph scorer ran after its cache existed
     for name in par["name"]:
         assert (tmp_path / "par" / "notebooks" / f"{name}.ipynb").is_file()  # executed by papermill
     ser = sweep.run_points(points, profile="smoke", results_dir=tmp_path / "ser", log=lambda *_: None, workers=1)
     assert len(fake_papermill) == 5
     assert par["name"].tolist() == ser["name"].tolist()
     assert par["recall@10"].tolist() == ser["recall@10"].tolist()  # chapter 3 runs every model kind
+
+
+def test_plan_prepares_each_cache_once_and_runs_wait_only_for_their_own():
+    from mscrs_core.experiments import sweep_plan
+
+    cfgs = {"red": RecRunConfig(dataset="redial"), "red-uni": RecRunConfig(dataset="redial", model="unicrs"),
+            **{f"ins{s}": RecRunConfig(seed=s) for s in range(3)}, "ins-tc": RecRunConfig(model="text_classifier"),
+            "pop": RecRunConfig(model="popularity")}
+    jobs = sweep_plan.plan_jobs(cfgs)
+    preps = {n: j for n, j in jobs.items() if j.kind == sweep_plan.PREPARE}
+    keys = [k for j in preps.values() for k in j.keys]
+    assert len(keys) == len(set(keys)) == len({k for c in cfgs.values() for k in c.shared_caches()})
+    assert jobs["pop"].deps == frozenset()  # nothing to wait for
+    assert jobs["red"].deps == jobs["red-uni"].deps  # the same ReDial backbone and features
+    assert not jobs["ins0"].deps & jobs["red"].deps  # INSPIRED runs never wait for ReDial's caches
+    # durations as measured on 2 cores (s): the ReDial backbone trains while INSPIRED runs go on
+    seconds = {n: 330 if n == "red" else 285 if n == "red-uni" else 7 if n == "ins-tc" else 1 if n == "pop" else 70
+               for n in cfgs}
+    seconds.update({n: 170 if "redial" in n else 5 for n in preps})  # INSPIRED's caches exist (chapter 3)
+    wall, order = sweep_plan.simulate(jobs, seconds, workers=2)
+    assert order[:2] == list(preps)[:2]  # preparations start first
+    assert order.index("ins0") < order.index("red")  # INSPIRED does not wait for ReDial's backbone
+    barrier = sweep_plan.simulate(preps, seconds, workers=2)[0] + sweep_plan.simulate(
+        {n: dataclasses.replace(j, deps=frozenset()) for n, j in jobs.items() if n not in preps},
+        seconds, workers=2)[0]
+    assert wall < barrier - 60  # every preparation first, then the runs: idle cores meanwhile
+    with pytest.raises(ValueError, match="wait on each other"):
+        sweep_plan.simulate({"a": dataclasses.replace(jobs["pop"], deps=frozenset({"b"}))}, {"a": 1}, 2)
 
 
 def test_schedule_starts_the_costliest_runs_first():

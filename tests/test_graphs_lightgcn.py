@@ -59,6 +59,25 @@ def test_isolated_node_keeps_e0_over_l_plus_1():
     assert torch.allclose(g(x)[3], torch.full((2,), 0.25))
 
 
+@pytest.mark.parametrize("layers,avg", [(3, None), (2, None), (3, (1, 2))])
+def test_propagating_only_nodes_with_edges_equals_the_full_propagation(layers, avg):
+    g = torch.Generator().manual_seed(0)
+    nodes = torch.randperm(200, generator=g)[:30]  # 30 of 200 nodes carry the edges
+    ei = nodes[torch.randint(0, 30, (2, 120), generator=g)]
+    lgc = LightGCN(ei, 200, layers, torch.rand(120, generator=g), average_layers=avg)
+    assert lgc.active is not None and lgc.active.numel() <= 30
+    x = torch.randn(200, 8, generator=g, requires_grad=True)
+    fast = lgc(x)
+    full = lgc.average(lgc.layers(x))  # every node through every layer
+    assert torch.allclose(fast, full, atol=1e-6)
+    isolated = torch.ones(200, dtype=torch.bool)
+    isolated[lgc.active] = False
+    assert torch.equal(fast[isolated], full[isolated])  # E^(0)/(L+1) (or 0), bit for bit
+    (gx_fast,) = torch.autograd.grad((fast * fast).sum(), x)
+    (gx_full,) = torch.autograd.grad((full * full).sum(), x)
+    assert torch.allclose(gx_fast, gx_full, atol=1e-6)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="average_layers"):
         LightGCN(PATH, 3, 2, average_layers=[3])

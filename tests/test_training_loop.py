@@ -84,6 +84,9 @@ def test_loss_decreases_and_beats_popularity(tokenizer, tmp_path):
     assert after["recall@10"] == pytest.approx(result.best_metric)
     assert after["recall@10"] >= 0.9 > pop
     assert after["recall@10"] > before["recall@10"]
+    with torch.no_grad():  # the loop's best-epoch validation scores are those of the weights it returns
+        rescored = torch.cat([model.score_items(col(valid_s[i:i + 32])) for i in range(0, len(valid_s), 32)])
+    assert torch.allclose(result.best_valid_scores, rescored, atol=1e-5)
 
 
 class Interrupt(Exception):
@@ -107,6 +110,10 @@ def test_resume_after_interruption_is_identical(tokenizer, tmp_path):
     resumed = train(resumed_model, train_s, valid_s, config(tmp_path / "run"))
     assert resumed.history == ref.history  # every epoch's train loss and validation metrics, exactly
     assert resumed.best_epoch == ref.best_epoch and resumed.best_metric == ref.best_metric
+    if resumed.best_epoch > 0:  # the best epoch ran after the resume: its scores are kept, else None
+        assert torch.equal(resumed.best_valid_scores, ref.best_valid_scores)
+    else:
+        assert resumed.best_valid_scores is None
     a, b = ref_model.trainable_state_dict(), resumed_model.trainable_state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     last_a = load_checkpoint(tmp_path / "ref" / "last.pt")["model"]

@@ -309,7 +309,10 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path
     model.eval()
     scores = []
     with torch.no_grad():
-        for split in (valid, test):
+        for split, known in ((valid, res.best_valid_scores), (test, None)):
+            if known is not None:  # the loop scored the validation split with these weights already
+                scores.append(known)
+                continue
             out = []
             for i in range(0, len(split), 128):
                 out.append(model.score_items(collator(split[i:i + 128])).float())

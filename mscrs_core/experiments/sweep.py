@@ -9,12 +9,12 @@ interrupted sweep resumes without redoing finished points. The results come back
 
 ``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
 ``cpu_count // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
-one after the other, because the small matrices of these models do not keep two threads busy. Before the
-runs start, the caches they share (a dataset's miniature backbone, item and context features: the run
-configuration's ``shared_caches``) are filled once, in this process, so that no two runs compute one at once;
-then the costliest runs start first (``relative_cost``), so that a long ReDial run is not left alone at the
-end. The thread count can change the last digits of float sums, not the
-conclusions; a given configuration of workers is deterministic.
+one after the other, because the small matrices of these models do not keep two threads busy. The caches
+the runs share (a dataset's miniature backbone, item and context features: the run configuration's
+``shared_caches``) are filled once each, by a preparation job in the pool; a run starts when its own caches
+exist, so other runs go on meanwhile, and the costliest runs start first (:mod:`.sweep_plan`). The thread
+count can change the last digits of float sums, not the conclusions; a given configuration of workers is
+deterministic.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .recommendation import RecRunConfig, default_results_dir, load_result
+from .sweep_plan import PREPARE, RUN, next_job, plan_jobs, schedule  # noqa: F401  (schedule: re-exported)
 
 RUN_CHAPTER = "03_recommendation_run"
 CONV_RUN_CHAPTER = "06_conversation_run"
@@ -90,29 +91,51 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
             log(f"running {name}")
             _execute(chapter, profile, out_dir, name, overrides, 0)
     elif todo:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        prepared: set[tuple] = set()
-        for cfg, _ in todo.values():  # shared caches first, once each, so parallel runs only read them
-            new = [k for k in cfg.shared_caches() if k not in prepared]
-            if new:
-                log(f"preparing {', '.join(str(k[0]) for k in new)} for {cfg.dataset}")
-                cfg.prepare_caches(data_root)
-                prepared.update(new)
-        order = schedule({n: cfg for n, (cfg, _) in todo.items()})
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        log(f"running {len(order)}, {workers} at a time ({threads} thread{'s' if threads > 1 else ''} each)")
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            jobs = [(chapter, profile, out_dir, n, todo[n][1], threads) for n in order]
-            for done in pool.map(_execute, *zip(*jobs)):
-                log(f"finished {done}")
+        _run_parallel({n: cfg for n, (cfg, _) in todo.items()}, {n: o for n, (_, o) in todo.items()}, chapter,
+                      profile, out_dir, data_root, workers, log)
     return results_frame([load_result(results / n) for n in names])
 
 
-def schedule(configs: dict[str, Any]) -> list[str]:
-    """Run names in start order: costliest first (``relative_cost``), ties in the given order."""
-    return sorted(configs, key=lambda n: -configs[n].relative_cost())
+def _prepare(cfg: Any, data_root: str | None, threads: int) -> None:
+    """Fill ``cfg``'s shared caches in this (worker) process with ``threads`` torch threads."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg.prepare_caches(data_root)
+
+
+def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]], chapter: str, profile: str,
+                  out_dir: str, data_root: str | None, workers: int, log) -> None:
+    """Run the points on ``workers`` processes in the order of :mod:`.sweep_plan` (preparations first, a run
+    once its caches exist, costliest first)."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    jobs = plan_jobs(configs)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    n_prep = sum(j.kind == PREPARE for j in jobs.values())
+    log(f"running {len(configs)} (after {n_prep} cache preparation{'s' if n_prep != 1 else ''}), {workers} at a "
+        f"time ({threads} thread{'s' if threads > 1 else ''} each)")
+    done: set[str] = set()
+    running: dict[Any, str] = {}
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while len(done) < len(jobs):
+            while len(running) < workers:
+                name = next_job(jobs, done, done | set(running.values()))
+                if name is None:
+                    break
+                job = jobs[name]
+                if job.kind == PREPARE:
+                    log(name)
+                    running[pool.submit(_prepare, job.cfg, data_root, threads)] = name
+                else:
+                    running[pool.submit(_execute, chapter, profile, out_dir, name, overrides[name], threads)] = name
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                name = running.pop(fut)
+                fut.result()  # a failed job stops the sweep (the running ones finish first)
+                done.add(name)
+                log(f"finished {name}" if jobs[name].kind == RUN else f"finished: {name}")
 
 
 def run_config_class(chapter: str) -> type:

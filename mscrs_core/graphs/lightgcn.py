@@ -12,7 +12,9 @@ Variants (see :func:`make_lightgcn`):
   out, layer 3 computed but unused), i.e. layers 1..L-1.
 
 Nodes without edges (no self-loops) get 0 in every layer >= 1, so their average is E^(0)/(L+1):
-that is what Eq. (7)-(8) give, kept as is.
+that is what Eq. (7)-(8) give, kept as is. :meth:`LightGCN.forward` uses that: it propagates over the
+nodes that have edges only (on ReDial the co-mention graph touches about 3k of 64k entities) and gives the
+others E^(0)/(L+1) directly, with the same values as the full propagation.
 """
 from __future__ import annotations
 
@@ -73,39 +75,64 @@ class LightGCN(nn.Module):
         ei, w = normalize_adjacency(edge_index, num_nodes, edge_weight, add_self_loops)
         self.register_buffer("edge_index", ei)
         self.register_buffer("edge_norm", w)
+        # nodes with an edge; the rest keep 0 in layers >= 1 (no self-loops), so they need no propagation
+        active = torch.unique(ei) if ei.numel() else ei.new_zeros(0)
+        self.register_buffer("active", active if active.numel() < num_nodes else None, persistent=False)
         self.conv = LGConv(normalize=False)
 
     def layers(self, x: Tensor) -> list[Tensor]:
         """[E^(0) = x, E^(1), ..., E^(m)] with m = max(average_layers) (later layers are unused)."""
+        self._check(x)
+        return self._propagate(x, self.edge_index, self.num_nodes)
+
+    def _check(self, x: Tensor) -> None:
         if x.shape[0] != self.num_nodes:
             raise ValueError(f"x has {x.shape[0]} rows, the graph has {self.num_nodes} nodes")
+
+    def _propagate(self, x: Tensor, edge_index: Tensor, n: int) -> list[Tensor]:
         out = [x]
-        adj_t = self._adjacency(x) if max(self.average_layers) else None
+        adj_t = self._adjacency(x, edge_index, n) if max(self.average_layers) else None
         for _ in range(max(self.average_layers)):
             out.append(self.conv(out[-1], adj_t))
         return out
 
-    def _adjacency(self, x: Tensor) -> Tensor:
+    def _adjacency(self, x: Tensor, edge_index: Tensor, n: int) -> Tensor:
         """The normalised adjacency as a sparse CSR matrix with targets as rows (PyG's ``adj_t``), built once per
         device and dtype: ``LGConv`` then propagates with one sparse product per layer, forward and backward,
         instead of a message per edge (ten times faster on ReDial's text graph). Same values as the edge list."""
-        key = (self.edge_index.data_ptr(), self.edge_index._version, self.edge_norm._version, x.device, x.dtype)
+        key = (edge_index.data_ptr(), n, self.edge_index._version, self.edge_norm._version, x.device, x.dtype)
         cached = getattr(self, "_adj_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
             warnings.simplefilter("ignore", UserWarning)
-            adj_t = torch.sparse_coo_tensor(self.edge_index.flip(0), self.edge_norm.to(x.dtype),
-                                            (self.num_nodes, self.num_nodes)).coalesce().to_sparse_csr()
+            adj_t = torch.sparse_coo_tensor(edge_index.flip(0), self.edge_norm.to(x.dtype), (n, n)
+                                            ).coalesce().to_sparse_csr()
         self._adj_cache = (key, adj_t)
         return adj_t
+
+    def _local_edges(self) -> Tensor:
+        """``edge_index`` renumbered over ``active`` (cached with the buffers' identity)."""
+        key = (self.edge_index.data_ptr(), self.edge_index._version, self.active.data_ptr())
+        cached = getattr(self, "_local_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, torch.searchsorted(self.active, self.edge_index))  # active is sorted (torch.unique)
+            self._local_cache = cached
+        return cached[1]
 
     def average(self, layers: list[Tensor]) -> Tensor:
         return torch.stack([layers[i] for i in self.average_layers]).mean(0)
 
     def forward(self, x: Tensor) -> Tensor:
         """AvgPool over the selected layers, Eq. (8) / (12) / (13)."""
-        return self.average(self.layers(x))
+        self._check(x)
+        if self.active is None or max(self.average_layers) == 0:
+            return self.average(self.layers(x))
+        # rows without edges: E^(0) in layer 0, 0 elsewhere, so their mean is E^(0) * [0 averaged] / n_layers
+        # (the same float as the stacked mean); rows with edges: the mean over the subgraph they span
+        rest = x / len(self.average_layers) if 0 in self.average_layers else torch.zeros_like(x)
+        sub = self.average(self._propagate(x[self.active], self._local_edges(), self.active.numel()))
+        return rest.index_copy(0, self.active, sub)
 
 
 def make_lightgcn(

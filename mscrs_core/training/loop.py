@@ -86,6 +86,9 @@ class TrainResult:
     metric: str
     best_path: Path
     last_path: Path
+    # rec task: the best epoch's validation scores over the item axis [N_valid, N_items], when that epoch ran
+    # in this call (None after a resume that skipped it); saves scoring the validation split once more
+    best_valid_scores: Tensor | None = None
 
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -168,11 +171,13 @@ def _to_device(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tens
 
 @torch.no_grad()
 def evaluate(model: nn.Module, samples: Sequence, collator: RecCollator, *, task: str = "rec",
-             batch_size: int = 64, device: torch.device | str = "cpu") -> dict[str, float]:
+             batch_size: int = 64, device: torch.device | str = "cpu", return_scores: bool = False
+             ) -> dict[str, float] | tuple[dict[str, float], Tensor]:
     """Validation loss (CE + delta * L_fuse) and ranking metrics.
 
     ``task="rec"`` ranks the item axis (``score_items`` semantics, whatever the training scope);
     ``task="pretrain"`` ranks all entities. Gold: the item position / entity id of ``sample.target``.
+    With ``return_scores`` also the score matrix, one row per sample.
     """
     core = getattr(model, "module", model)
     was_training = core.training
@@ -193,7 +198,7 @@ def evaluate(model: nn.Module, samples: Sequence, collator: RecCollator, *, task
     core.train(was_training)
     metrics = _ranking_metrics(scores, gold)
     metrics["loss"] = float(np.average(losses, weights=weights))
-    return metrics
+    return (metrics, torch.cat(scores)) if return_scores else metrics
 
 
 def _optimizer(model: nn.Module, lr: float, weight_decay: float, graph_lr: float | None = None) -> torch.optim.Optimizer:
@@ -281,6 +286,7 @@ def train(
     device = accelerator.device
 
     start_epoch, step, best_metric, best_epoch, history = 0, 0, None, None, []
+    best_scores: Tensor | None = None
     if config.resume and last_path.is_file():
         start_epoch, step, best_metric, best_epoch, history = resume_from(last_path, digest, core, optimizer, scheduler)
     metric_name, sign = config.metric, (1.0 if config.metric != "loss" else -1.0)
@@ -310,13 +316,14 @@ def train(
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         metrics = {"epoch": float(epoch), "train_loss": float(np.mean(losses)), "train_ce": float(np.mean(ces)),
                    "train_fuse": float(np.mean(fuses))}
-        valid = evaluate(core, valid_samples, collator, task=config.task, batch_size=config.eval_batch_size,
-                         device=device)
+        valid, valid_scores = evaluate(core, valid_samples, collator, task=config.task,
+                                       batch_size=config.eval_batch_size, device=device, return_scores=True)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
         history.append(metrics)
         value = valid[metric_name]
         if best_metric is None or sign * value > sign * best_metric:
             best_metric, best_epoch = value, epoch
+            best_scores = valid_scores if config.task == "rec" else None
             if accelerator.is_main_process:
                 atomic_save({"model": core.trainable_state_dict(), "epoch": epoch, "metric": metric_name,
                              "value": value, "config_hash": digest}, best_path)
@@ -332,4 +339,4 @@ def train(
         raise RuntimeError("train: no epoch ran (epochs < 1?)")
     core.load_trainable_state_dict(load_checkpoint(best_path)["model"])
     return TrainResult(history=history, best_epoch=best_epoch, best_metric=float(best_metric), metric=metric_name,
-                       best_path=best_path, last_path=last_path)
+                       best_path=best_path, last_path=last_path, best_valid_scores=best_scores)
