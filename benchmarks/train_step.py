@@ -2,7 +2,9 @@
 
 full: graph encoder -> prompt encoder -> backbone on [V_hat; O_rec; s] -> Eq. (23) loss, backward, AdamW step.
 bare: backbone on s alone (inputs_embeds that require grad), backward into inputs_embeds, no optimizer.
-Prints median seconds per step and the ratio full / bare (target: graph + prompt encoder add <= 15%).
+Prints median seconds per step and the ratio full / bare (target: graph + prompt encoder add <= 15%), and how
+that ratio splits: the backbone alone on the longer sequence [prompt; s] (the cost of the prompt's positions,
+which the graph side cannot change) against the rest (graph encoder, prompt encoder, scoring, optimizer).
 
 Graph side (``--graph``): ``embedding`` is the trivial stand-in (a K x d table); ``rgcn`` adds one R-GCN layer
 (``GroupedRGCNConv``, 8 bases) over a random graph of INSPIRED's size (17,320 entities, 38,903 edges, 13
@@ -61,7 +63,7 @@ def tiny_random_backbone(vocab: int = 14_219) -> nn.Module:
     torch.manual_seed(0)
     return freeze(GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=c.n_positions, n_embd=c.n_embd,
                                              n_layer=c.n_layer, n_head=c.n_head, bos_token_id=vocab - 1,
-                                             eos_token_id=vocab - 1)))
+                                             eos_token_id=vocab - 1, activation_function=c.activation)))
 
 
 def make_batch(vocab: int, batch: int, seq: int, q: int, n_ent: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -154,13 +156,18 @@ def main() -> None:
 
     decoder = decoder_of(backbone)
 
-    def bare_step() -> None:
-        embeds = backbone.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_(True)
-        hidden_states = decoder(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    def bare_step(extra: int = 0) -> None:
+        ids = batch["input_ids"]
+        if extra:  # as many more positions as the prompt [V_hat; O_rec] adds
+            ids = torch.cat([ids[:, :1].expand(-1, extra), ids], 1)
+        embeds = backbone.get_input_embeddings()(ids).detach().requires_grad_(True)
+        hidden_states = decoder(inputs_embeds=embeds, attention_mask=torch.ones_like(ids)).last_hidden_state
         hidden_states[:, -1].pow(2).mean().backward()
         sync()
 
-    bare, full = interleaved_medians([bare_step, full_step], args.steps, args.warmup)
+    n_prompt = args.n_entity_prompt + args.n_task_prompt
+    bare, prompted, full = interleaved_medians([bare_step, lambda: bare_step(n_prompt), full_step], args.steps,
+                                               args.warmup)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"backbone: {name} (hidden {hidden}, vocab {vocab}); graph: {args.graph} (K={N_ENTITIES}, d={d}); "
           f"device: {device}, torch threads: {torch.get_num_threads()}")
@@ -169,6 +176,8 @@ def main() -> None:
     print(f"bare backbone fwd+bwd : {bare * 1000:8.1f} ms/step")
     print(f"full model train step : {full * 1000:8.1f} ms/step")
     print(f"ratio full / bare     : {full / bare:8.3f}  (target <= 1.15)")
+    print(f"  of which the {n_prompt} prompt positions (bare backbone on {args.seq + n_prompt} tokens): "
+          f"{prompted / bare:.3f}; graph + prompt encoder + scoring + optimizer: {full / prompted:.3f}")
 
 
 if __name__ == "__main__":

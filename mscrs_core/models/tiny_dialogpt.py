@@ -51,6 +51,9 @@ class TinyDialoGPTConfig:
     max_grad_norm: float = 1.0
     dropout: float = 0.0
     reduce_vocab: bool = True
+    # GPT-2's tanh-approximated GELU as one fused kernel: the same function as GPT-2/DialoGPT's "gelu_new",
+    # which transformers computes in Python (about a quarter of this small model's forward time on a CPU)
+    activation: str = "gelu_pytorch_tanh"
 
 
 # --------------------------------------------------------------------------------------------- tokenizer
@@ -221,7 +224,7 @@ def pretrain_tiny_dialogpt(
         vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd,
         n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout, embd_pdrop=config.dropout,
         attn_pdrop=config.dropout, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, activation_function=config.activation,
     )
     gcfg.loss_type = "ForCausalLM"  # named, so transformers does not warn that it falls back to it
     model = GPT2LMHeadModel(gcfg)
