@@ -75,9 +75,9 @@ print(cfg.run_line(result))
 #
 # **Deviations from the paper in this run.** The backbone is frozen as in the paper, but it is not
 # DialoGPT-small unless `backbone` says so: offline the default is a miniature DialoGPT (a 4-layer GPT-2
-# with the real GPT-2 tokenizer) that the project pre-trains on the dataset's training dialogs
-# (`mscrs_core.models.tiny_dialogpt`), because a 117M-parameter model does not train within the book's CPU
-# budget. The text encoder of the graphs is all-MiniLM-L6-v2, not RoBERTa; there is no image modality
+# with the real GPT-2 tokenizer and GPT-2's tanh-approximated GELU, computed by PyTorch's fused kernel) that
+# the project pre-trains on the dataset's training dialogs (`mscrs_core.models.tiny_dialogpt`), because a
+# 117M-parameter model does not train within the book's CPU budget. The text encoder of the graphs is all-MiniLM-L6-v2, not RoBERTa; there is no image modality
 # (no images exist here); pre-training and recommendation training run for fewer epochs than UniCRS's
 # recipe (`pretrain_epochs`, `rec_epochs`, `pretrain_max_samples`), the context is cut to its newest
 # `max_length` = 64 tokens (UniCRS: 200), and the entity dimension is 64 (the R-GCN layer runs over all

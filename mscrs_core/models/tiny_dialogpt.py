@@ -226,8 +226,10 @@ def pretrain_tiny_dialogpt(
         attn_pdrop=config.dropout, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id, activation_function=config.activation,
     )
-    gcfg.loss_type = "ForCausalLM"  # named, so transformers does not warn that it falls back to it
     model = GPT2LMHeadModel(gcfg)
+    # transformers derives the loss from the class name, which "GPT2LMHeadModel" does not match; naming it
+    # keeps the "loss_type=None ... unrecognized" warning out of the chapters (same loss either way)
+    model.loss_type = "ForCausalLM"
     steps_per_epoch = math.ceil(len(blocks) / config.batch_size)
     total = max(1, round(config.epochs * steps_per_epoch))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
