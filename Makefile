@@ -52,6 +52,7 @@ test-notebooks: setup
 bench: setup
 	$(PY) benchmarks/graphs.py
 	$(PY) benchmarks/rgcn.py
+	$(PY) benchmarks/propagation.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/generation.py
 

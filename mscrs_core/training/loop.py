@@ -316,14 +316,16 @@ def train(
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
         metrics = {"epoch": float(epoch), "train_loss": float(np.mean(losses)), "train_ce": float(np.mean(ces)),
                    "train_fuse": float(np.mean(fuses))}
-        valid, valid_scores = evaluate(core, valid_samples, collator, task=config.task,
-                                       batch_size=config.eval_batch_size, device=device, return_scores=True)
+        rec = config.task == "rec"  # only rec scores are reused (pre-training's cover all entities)
+        out = evaluate(core, valid_samples, collator, task=config.task, batch_size=config.eval_batch_size,
+                       device=device, return_scores=rec)
+        valid, valid_scores = out if rec else (out, None)
         metrics.update({f"valid_{k}": v for k, v in valid.items()})
         history.append(metrics)
         value = valid[metric_name]
         if best_metric is None or sign * value > sign * best_metric:
             best_metric, best_epoch = value, epoch
-            best_scores = valid_scores if config.task == "rec" else None
+            best_scores = valid_scores
             if accelerator.is_main_process:
                 atomic_save({"model": core.trainable_state_dict(), "epoch": epoch, "metric": metric_name,
                              "value": value, "config_hash": digest}, best_path)
