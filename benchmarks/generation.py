@@ -9,16 +9,24 @@ like with like. Prints median tokens/s of each and the ratio full / bare.
 Data: the synthetic planted dataset (``make_synthetic``) with its KG, co-mention and a random text kNN graph; the
 backbone is the project's miniature DialoGPT architecture with random weights unless ``--backbone`` names one.
 
+plain: besides, the tokens/s of plain greedy generation (Hugging Face ``generate``, ``min_new_tokens`` =
+``max_new_tokens``) of ``--plain-backbone`` (default SmolLM2-135M, bf16, eager attention; ``none`` skips it) on
+real-looking dialog prompts: the first ``--batch`` conversation contexts of INSPIRED's test split as the
+collator writes them ("User: ...<eos>System: ...<eos>System:", left-truncated to ``--max-context`` tokens), or a
+built-in set of movie dialogs when the data is not there (``--dialogs builtin`` forces them).
+
 Examples:
     python benchmarks/generation.py
     python benchmarks/generation.py --batch 16 --new-tokens 32 --beams 4 --device cuda
     python benchmarks/generation.py --backbone smollm2-135m --repeats 2
+    python benchmarks/generation.py --threads 1 --plain-backbone smollm2-135m --plain-dtype fp32
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -29,11 +37,44 @@ from mscrs_core.graphs.fusion import GraphConfig, SemanticGraphEncoder
 from mscrs_core.graphs.kg import build_kg_edges
 from mscrs_core.graphs.knn import build_knn_graph
 from mscrs_core.models.backbone import freeze, load_backbone
+from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, make_text_embedder
+from mscrs_core.models.conv_collate import RESPONSE_PREFIX
 from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 from mscrs_core.models.generate import GenerationConfig, generate_ids
 from mscrs_core.models.tiny_dialogpt import TinyDialoGPTConfig, build_gpt2_tokenizer
+
+CACHE_DIR = Path(__file__).resolve().parents[1] / "cache" / "backbones"
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+#: Movie-recommendation dialogs in the datasets' style, for when INSPIRED's files are not on this machine.
+BUILTIN_DIALOGS: list[list[tuple[str, str]]] = [
+    [("seeker", "Hi! I'm looking for a good movie to watch tonight."),
+     ("recommender", "Sure! What kind of movies do you usually enjoy?"),
+     ("seeker", "I really like sci-fi, especially stuff like Interstellar and Arrival.")],
+    [("seeker", "hey, can you recommend a comedy? I need a laugh"),
+     ("recommender", "Of course. Have you seen Superbad or Step Brothers?"),
+     ("seeker", "I saw Superbad and loved it. Something newer maybe?")],
+    [("recommender", "Hello, what genre are you in the mood for today?"),
+     ("seeker", "Something scary. I love horror movies like The Conjuring."),
+     ("recommender", "Do you prefer supernatural horror or more of a slasher?"),
+     ("seeker", "Supernatural for sure, ghosts and haunted houses.")],
+    [("seeker", "My wife and I want a romantic movie for date night."),
+     ("recommender", "How about La La Land? It has great music too."),
+     ("seeker", "We watched that last month. Anything similar?")],
+    [("seeker", "I want to watch an animated movie with my kids, they are 6 and 9."),
+     ("recommender", "Pixar films are always a safe bet. Did they like Coco?"),
+     ("seeker", "They loved Coco! They also liked Frozen.")],
+    [("seeker", "Hi, I enjoy crime thrillers with a good twist at the end."),
+     ("recommender", "Have you seen Gone Girl or Prisoners?"),
+     ("seeker", "Yes, both. Prisoners was amazing, Hugh Jackman was great in it.")],
+    [("recommender", "Hi there! What was the last movie you really enjoyed?"),
+     ("seeker", "I watched The Dark Knight again last week, I love superhero movies that feel realistic.")],
+    [("seeker", "hello, I'm in the mood for an old classic, maybe something from the 70s"),
+     ("recommender", "The Godfather is a must if you haven't seen it."),
+     ("seeker", "I have, it's one of my favorites. What else is like it?")],
+]
 
 
 def tiny_backbone(device: str):
@@ -61,7 +102,53 @@ def timed(fn, repeats: int, device: str) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def dialog_prompts(n: int, eos: str, source: str = "inspired", data_root: str | None = None) -> tuple[list[str], str]:
+    """``n`` dialog contexts as generation prompts ending in "System:", and where they came from."""
+    contexts: list = []
+    if source == "inspired":
+        try:
+            from mscrs_core.data import load_dataset
+
+            ds = load_dataset("inspired", data_root)
+            contexts = [s.context for s in conv_samples(ds.splits["test"], ds) if s.context][:n]
+            source = "INSPIRED test contexts"
+        except Exception as err:  # no data here: the built-in dialogs keep the benchmark runnable
+            source = f"built-in dialogs (INSPIRED unavailable: {type(err).__name__})"
+    else:
+        source = "built-in dialogs"
+    if len(contexts) < n:
+        contexts = [BUILTIN_DIALOGS[i % len(BUILTIN_DIALOGS)] for i in range(n)]
+    return [context_text(c, eos) + RESPONSE_PREFIX for c in contexts], source
+
+
+def plain_greedy_tps(backbone, tok, prompts: list[str], new_tokens: int, repeats: int, device: str,
+                     max_context: int = 200) -> tuple[float, float, float]:
+    """Tokens/s of plain greedy ``backbone.generate`` over the left-padded prompts (one batch): by wall time, by
+    process CPU time (on a shared machine, close to an idle core's speed with one torch thread), and the mean
+    number of prompt tokens; every row generates exactly ``new_tokens`` tokens."""
+    side = tok.padding_side, tok.truncation_side
+    tok.padding_side = tok.truncation_side = "left"  # decoder-only generation continues after the last token
+    try:
+        enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=max_context)
+    finally:
+        tok.padding_side, tok.truncation_side = side
+    enc = {k: v.to(device) for k, v in enc.items()}
+    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, num_beams=1, do_sample=False,
+              pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    with torch.no_grad():
+        run = lambda: backbone.generate(**enc, **kw)  # noqa: E731
+        out = run()  # warm-up
+        if out.shape[1] != enc["input_ids"].shape[1] + new_tokens:
+            raise RuntimeError(f"generate returned {out.shape[1] - enc['input_ids'].shape[1]} new tokens, "
+                               f"expected {new_tokens}")
+        c0 = time.process_time()
+        t = timed(run, repeats, device)
+        c = (time.process_time() - c0) / repeats
+    n = len(prompts) * new_tokens
+    return n / t, n / c, float(enc["attention_mask"].sum(1).float().mean())
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbone", default=None, help="load_backbone name/path (default: random tiny DialoGPT)")
     ap.add_argument("--batch", type=int, default=8)
@@ -73,12 +160,46 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--embedder", default="hashing:384", help="E_s^(0) embedder: hashing:<d> | minilm")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
+    ap.add_argument("--plain-backbone", default="smollm2-135m",
+                    help="backbone for the plain greedy tokens/s line (load_backbone name/path; none: skip)")
+    ap.add_argument("--plain-dtype", choices=tuple(DTYPES), default="bf16")
+    ap.add_argument("--plain-attn", choices=("eager", "sdpa"), default="eager")
+    ap.add_argument("--dialogs", choices=("inspired", "builtin"), default="inspired",
+                    help="prompts of the plain line: INSPIRED test contexts (built-in when absent) or built-in")
+    ap.add_argument("--data-root", default=None, help="data root for --dialogs inspired (default: $MSCRS_DATA)")
+    ap.add_argument("--max-context", type=int, default=ConvConfig().max_context_length,
+                    help="plain line: prompt tokens kept (left-truncated)")
+    ap.add_argument("--skip-mscrs", action="store_true", help="only the plain greedy line")
+    ap.add_argument("--cache-dir", default=str(CACHE_DIR), help="where a GGUF backbone is converted once")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results: dict[str, float] = {}
+    if not args.skip_mscrs:
+        results.update(mscrs_vs_bare(args))
+    if args.plain_backbone.lower() != "none":
+        backbone, tok = load_backbone(args.plain_backbone, dtype=DTYPES[args.plain_dtype],
+                                      attn_implementation=args.plain_attn, cache_dir=args.cache_dir)
+        backbone.to(args.device)
+        prompts, source = dialog_prompts(args.batch, tok.eos_token, args.dialogs, args.data_root)
+        tps, tps_cpu, prompt_len = plain_greedy_tps(backbone, tok, prompts, args.new_tokens, args.repeats, args.device,
+                                           args.max_context)
+        results["plain_greedy_tok_s"], results["plain_greedy_tok_s_cpu"] = tps, tps_cpu
+        print(f"plain greedy: {args.plain_backbone} ({args.plain_dtype}, {args.plain_attn}) {tps:9.1f} tok/s "
+              f"({tps_cpu:.1f} per process-CPU second) | "
+              f"batch {len(prompts)}, {args.new_tokens} new tokens, prompts: {source}, mean {prompt_len:.0f} "
+              f"prompt tokens; device={args.device}, torch threads: {torch.get_num_threads()}")
+    return results
+
+
+def mscrs_vs_bare(args) -> dict[str, float]:
+    """The MSCRS conversation model against the bare backbone (greedy and beam search), see the docstring."""
 
     ds = make_synthetic()
     train, test = conv_samples(ds.splits["train"], ds), conv_samples(ds.splits["test"], ds)
     if args.backbone:
-        backbone, tok = load_backbone(args.backbone)
+        backbone, tok = load_backbone(args.backbone, cache_dir=args.cache_dir)
         backbone.to(args.device)
     else:
         backbone, tok = tiny_backbone(args.device)
@@ -111,6 +232,7 @@ def main() -> None:
 
     print(f"device={args.device} backbone={args.backbone or 'tiny DialoGPT (random)'} batch={len(samples)} "
           f"new_tokens={args.new_tokens} beams={args.beams} no_repeat={args.no_repeat} embedder={args.embedder}")
+    results = {}
     with torch.no_grad():
         for name, beams in (("greedy", 1), (f"beam{args.beams}", args.beams)):
             f, b = full(beams), bare(beams)
@@ -118,6 +240,8 @@ def main() -> None:
             tf, tb = timed(f, args.repeats, args.device), timed(b, args.repeats, args.device)
             print(f"{name:>8}: MSCRS {n_tok / tf:9.1f} tok/s | bare backbone {n_tok / tb:9.1f} tok/s | "
                   f"ratio {tb / tf:.3f} (MSCRS speed as a fraction of bare)")
+            results[f"{name}_mscrs_tok_s"], results[f"{name}_bare_tok_s"] = n_tok / tf, n_tok / tb
+    return results
 
 
 if __name__ == "__main__":

@@ -104,11 +104,14 @@ def _graph_config_dict(encoder) -> dict:
 
 
 def save_chat_checkpoint(directory: str | Path, *, generator, dataset, graphs: GraphInputs, recommender=None,
-                         backbone_source: str | None = None, gguf_file: str | None = None) -> Path:
+                         backbone_source: str | None = None, gguf_file: str | None = None,
+                         attn_implementation: str | None = None) -> Path:
     """Write everything ``mscrs chat`` needs into ``directory`` (see the module docstring).
 
-    ``backbone_source``: a name/path :func:`~mscrs_core.models.backbone.load_backbone` can load later; ``None``
-    saves the (frozen, placeholder-resized) backbone itself into ``backbone/``.
+    ``backbone_source``: a name/path :func:`~mscrs_core.models.backbone.load_backbone` can load later (e.g.
+    ``"smollm2-135m"``: its GGUF is converted once under the project's ``cache/backbones``); ``None`` saves the
+    (frozen, placeholder-resized) backbone itself into ``backbone/``. The backbone's dtype (e.g. bf16) and
+    ``attn_implementation`` are recorded and restored on load.
     """
     from mscrs_core.training.checkpoint import atomic_save
 
@@ -131,7 +134,9 @@ def save_chat_checkpoint(directory: str | Path, *, generator, dataset, graphs: G
     config = {
         "format": FORMAT,
         "dataset": dataset.name,
-        "backbone": {"source": backbone_source, "gguf_file": gguf_file, "saved": backbone_source is None},
+        "backbone": {"source": backbone_source, "gguf_file": gguf_file, "saved": backbone_source is None,
+                     "dtype": str(next(generator.backbone.parameters()).dtype).removeprefix("torch."),
+                     "attn_implementation": attn_implementation},
         "generator": generator.config.to_dict(),
         "generator_graph_config": _graph_config_dict(generator.graph_encoder),
         "recommender": rec_cfg,
@@ -211,12 +216,19 @@ def load_chat_checkpoint(directory: str | Path, device: str = "cpu") -> ChatBund
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         b = cfg["backbone"]
+        dtype = getattr(torch, b.get("dtype") or "float32", None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"{d / 'config.json'}: backbone dtype {b.get('dtype')!r} is not a torch dtype")
+        kw = {"dtype": dtype, "attn_implementation": b.get("attn_implementation") or None}
         if b.get("saved"):
             if not (d / "backbone").is_dir():
                 raise FileNotFoundError(f"{d / 'backbone'}: missing backbone folder")
-            backbone, _ = load_backbone(str(d / "backbone"))
+            backbone, _ = load_backbone(str(d / "backbone"), **kw)
         else:
-            backbone, _ = load_backbone(b["source"], gguf_file=b.get("gguf_file"))
+            from mscrs_core.data.files import project_root
+
+            backbone, _ = load_backbone(b["source"], gguf_file=b.get("gguf_file"),
+                                        cache_dir=project_root() / "cache" / "backbones", **kw)
         freeze(backbone.to(device))
         gconf = ConvConfig.from_dict(cfg["generator"])
         bank = embedder = None

@@ -27,7 +27,10 @@
 # * Figure 4 (c, d): MSCRS without the enhanced entities (w/o -s), without the mapping (w/o -c), without both
 #   (w/o -all).
 #
-# **Deviations.** The backbone is the project's miniature DialoGPT (chapter 3), not DialoGPT-small; the
+# **Deviations.** The backbone is SmolLM2-135M-Instruct in bfloat16 (the smoke profile: the project's
+# miniature DialoGPT), not DialoGPT-small, so the "plain backbone" row is SmolLM2 answering zero-shot; the
+# soft prompt goes after the dialog context (`prompt_position="suffix"`, chapter 6) instead of before it
+# (Eq. 28; the `paper` profile keeps the prefix order); the
 # context embeddings come from all-MiniLM-L6-v2, not RoBERTa; training uses a subset of the training turns
 # and the metrics a fixed subset of the test turns (chapter 6's `max_train_samples`, `max_eval_samples`); no
 # image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human

@@ -27,8 +27,10 @@
 # mscrs chat --checkpoint build/chat/inspired
 # ```
 #
-# **Deviations.** The models are those of the default profile (the miniature DialoGPT backbone, chapter 3),
-# so expect short and generic sentences; the recommendations and neighbours show what the graphs add.
+# **Deviations.** The models are those of the default profile: SmolLM2-135M-Instruct in bfloat16 as the
+# frozen backbone (not DialoGPT-small; the smoke profile uses the project's miniature DialoGPT, which gives
+# short generic sentences), the soft prompt placed after the dialog context (`prompt_position="suffix"`,
+# chapter 6) instead of before it (Eq. 28). The recommendations and neighbours show what the graphs add.
 
 # %% tags=["parameters"]
 profile = "default"  # the profile the two runs were executed under (chapters 3 and 6)

@@ -131,3 +131,67 @@ def test_stdin_session(checkpoint, capsys):
               stdin=io.StringIO("hello\n/reset\nI loved Movie 1-2\n"))
     out = capsys.readouterr().out
     assert rc == 0 and out.count("User: ") == 2 and "-- new dialog --" in out
+
+
+DIALOG_A = ["hi, I like Genre1 movies", "I loved Movie 1-2"]
+DIALOG_B = ["anything scary?", "no, something else please", "thanks"]
+
+
+def _responses(directory, dialog):
+    session = ChatSession.load(directory, top_k=3,
+                               generation=__import__("mscrs_core.models.generate", fromlist=["x"]).GenerationConfig(
+                                   max_new_tokens=8, no_repeat_ngram_size=3))
+    return [session.respond(u).raw_response for u in dialog]
+
+
+def test_two_dialogs_get_different_responses(checkpoint):
+    a, b = _responses(checkpoint["dir"], DIALOG_A), _responses(checkpoint["dir"], DIALOG_B)
+    # (a random tiny GPT-2 may open both dialogs alike; over the dialog the responses must follow the input)
+    assert a != b and set(a) != set(b)
+    assert _responses(checkpoint["dir"], DIALOG_A) == a  # deterministic
+
+
+@pytest.fixture(scope="module")
+def suffix_checkpoint(tmp_path_factory):
+    """A SmolLM2-shaped generator: a tiny bf16 Llama with untied embeddings, the suffix prompt order."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mscrs_core.graphs.fusion import GraphConfig
+    from mscrs_core.graphs.kg import build_kg_edges
+    from mscrs_core.models.backbone import freeze
+    from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
+
+    ds = make_synthetic(dialogs=(20, 4, 4))
+    train = conv_samples(ds.splits["train"], ds)
+    graphs = GraphInputs.from_parts(ds.num_entities, ds.item_ids, build_kg_edges(ds.kg))
+    tok = build_reduced_tokenizer([context_text(s.context, "<|endoftext|>") + s.response for s in train]
+                                  + ["System:", SCRIPT] + DIALOG_A + DIALOG_B)
+    torch.manual_seed(0)
+    backbone = freeze(LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok) + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id)).to(torch.bfloat16))
+    cfg = ConvConfig(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
+                     mapping_mlp_hidden=16, text_embedder="hashing:32", prompt_position="suffix")
+    enc = graphs.encoder(GraphConfig(dim=16, use_image=False, use_collab=False, use_text=False))
+    emb = HashingTextEmbedder(32)
+    bank = ContextBank.build(train, EntityEnhancer(enc.neighbours, max_neighbours=6), emb, ds.num_entities, k=3)
+    gen = MSCRSGenerator(enc, backbone, tok, cfg, bank=bank, embedder=emb)
+    with torch.no_grad():
+        gen.prompt_encoder.task_prompt.normal_()
+    d = tmp_path_factory.mktemp("chat-suffix") / "ckpt"
+    save_chat_checkpoint(d, generator=gen, dataset=ds, graphs=graphs, attn_implementation="eager")
+    return {"dir": d, "gen": gen}
+
+
+def test_suffix_bf16_checkpoint_round_trip_and_dialogs(suffix_checkpoint, capsys):
+    d = suffix_checkpoint["dir"]
+    bundle = load_chat_checkpoint(d)
+    assert next(bundle.generator.backbone.parameters()).dtype == torch.bfloat16
+    assert bundle.generator.config.prompt_position == "suffix" and bundle.recommender is None
+    for k, v in suffix_checkpoint["gen"].trainable_state_dict().items():
+        assert torch.equal(bundle.generator.trainable_state_dict()[k], v), k
+    a, b = _responses(d, DIALOG_A), _responses(d, DIALOG_B)
+    assert a != b and set(a) != set(b)
+    assert main(["--checkpoint", str(d), "--max-new-tokens", "4"], stdin=io.StringIO("hello\nmore?\n")) == 0
+    assert capsys.readouterr().out.count("System: ") == 2

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mscrs_core.evaluation import RankingEvaluator, metrics_from_ranks, rank_of_gold
+from mscrs_core.evaluation import RankingEvaluator, gold_ties, metrics_from_ranks, metrics_from_ties, rank_of_gold
 
 # 6 items; row 0: gold 2 (0.5) has 0.9 and 0.7 above it -> rank 3; row 1: gold 1 (0.9) -> rank 1
 SCORES = torch.tensor([[0.1, 0.9, 0.5, 0.3, 0.7, 0.2],
@@ -153,3 +153,111 @@ def test_random_scores_recall_near_k_over_n():
     assert abs(out["recall@10"] - 0.10) < 0.02
     assert abs(out["recall@50"] - 0.50) < 0.03
     assert np.isfinite(list(out.values())).all()
+
+
+# --- tie_break="expected" (the default): exact expectation over a random order of the gold's ties ---
+
+def test_expected_is_default_and_all_equal_row_gives_k_over_n():
+    n = 20
+    ev = RankingEvaluator(ks_recall=(1, 5, 10, 50), ks_ndcg=(5,), ks_mrr=(5,))
+    assert ev.tie_break == "expected"
+    ev.update(torch.zeros(3, n), torch.tensor([0, 7, 19]))
+    out = ev.compute()
+    assert out["recall@1"] == pytest.approx(1 / n)
+    assert out["recall@5"] == pytest.approx(5 / n)
+    assert out["recall@10"] == pytest.approx(10 / n)
+    assert out["recall@50"] == pytest.approx(1.0)
+    assert out["mrr@5"] == pytest.approx(sum(1 / r for r in range(1, 6)) / n)
+    assert out["ndcg@5"] == pytest.approx(sum(1 / math.log2(r + 1) for r in range(1, 6)) / n)
+    assert ev.per_sample()["rank"] == pytest.approx([(n + 1) / 2] * 3)
+    assert rank_of_gold(torch.zeros(1, n), torch.tensor([3])).item() == pytest.approx((n + 1) / 2)
+    assert rank_of_gold(torch.zeros(1, n), torch.tensor([3]), "optimistic").item() == 1
+
+
+def test_expected_hand_computed_partial_tie():
+    # gold 1 (0.5): one item above (0.9), three tied (incl. gold) -> rank uniform on {2, 3, 4}
+    s = torch.tensor([[0.9, 0.5, 0.5, 0.5, 0.1]])
+    ev = RankingEvaluator(ks_recall=(1, 2, 3, 4), ks_ndcg=(3,), ks_mrr=(3,))
+    ev.update(s, torch.tensor([1]))
+    per = ev.per_sample()
+    assert per["rank"].tolist() == [3.0]
+    assert [per[f"recall@{k}"][0] for k in (1, 2, 3, 4)] == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert per["mrr@3"][0] == pytest.approx((1 / 2 + 1 / 3) / 3)
+    assert per["ndcg@3"][0] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4)) / 3)
+
+
+def test_expected_without_ties_agrees_with_every_mode():
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(32, 80, generator=g)
+    gold = torch.randint(0, 80, (32,), generator=g)
+    outs = {}
+    for mode in ("expected", "optimistic", "pessimistic", "topk"):
+        ev = RankingEvaluator(tie_break=mode)
+        ev.update(s, gold, exclude=[[0, 1]] * 32)
+        outs[mode] = ev.per_sample()
+    for mode in ("optimistic", "pessimistic", "topk"):
+        for k, v in outs["expected"].items():
+            if k.endswith("rank") and mode == "topk":
+                continue  # topk stores inf beyond max_k
+            assert outs[mode][k] == pytest.approx(v), (mode, k)
+
+
+def test_expected_matches_brute_force_random_permutations():
+    # integer scores with many ties; average the exact metrics over random orders of the items
+    g = torch.Generator().manual_seed(4)
+    s = torch.randint(0, 4, (6, 30), generator=g).float()
+    gold = torch.randint(0, 30, (6,), generator=g)
+    ks = dict(ks_recall=(1, 5, 10), ks_ndcg=(5, 10), ks_mrr=(5, 10))
+    ev = RankingEvaluator(**ks)
+    ev.update(s, gold)
+    per = ev.per_sample()
+    n_perm = 4000
+    acc = {k: np.zeros(6) for k in per if k != "rank"}
+    mean_rank = np.zeros(6)
+    for _ in range(n_perm):
+        perm = torch.randperm(30, generator=g)
+        # stable sort by score descending after a random shuffle = random order among ties
+        order = perm[torch.sort(-s[:, perm], dim=1, stable=True).indices]
+        rank = (order == gold[:, None]).float().argmax(dim=1) + 1
+        for k, v in metrics_from_ranks(rank, **ks).items():
+            acc[k] += v
+        mean_rank += rank.numpy()
+    for k, v in acc.items():
+        assert per[k] == pytest.approx(v / n_perm, abs=0.03), k
+    assert per["rank"] == pytest.approx(mean_rank / n_perm, abs=0.5)
+
+
+def test_expected_lies_between_pessimistic_and_optimistic():
+    g = torch.Generator().manual_seed(5)
+    s = torch.randint(0, 3, (50, 40), generator=g).float()
+    gold = torch.randint(0, 40, (50,), generator=g)
+    per = {}
+    for mode in ("expected", "optimistic", "pessimistic"):
+        ev = RankingEvaluator(ks_recall=(1, 10, 20), ks_ndcg=(10, 20), ks_mrr=(10, 20), tie_break=mode)
+        ev.update(s, gold)
+        per[mode] = ev.per_sample()
+    for k in per["expected"]:
+        if k == "rank":
+            assert (per["optimistic"][k] <= per["expected"][k]).all()
+            assert (per["expected"][k] <= per["pessimistic"][k]).all()
+            continue
+        assert (per["expected"][k] <= per["optimistic"][k] + 1e-12).all(), k
+        assert (per["expected"][k] >= per["pessimistic"][k] - 1e-12).all(), k
+    assert per["expected"]["recall@10"].mean() < per["optimistic"]["recall@10"].mean()
+
+
+def test_expected_with_exclusion_and_metrics_from_ties():
+    # all-equal row: excluding 2 of the 6 items leaves the gold tied with 4 -> Recall@1 = 1/4
+    ev = RankingEvaluator(ks_recall=(1,), ks_ndcg=(1,), ks_mrr=(1,))
+    ev.update(torch.zeros(1, 6), torch.tensor([0]), exclude=[[4, 5]])
+    out = ev.compute()
+    assert out["recall@1"] == pytest.approx(1 / 6)
+    assert out["excl/recall@1"] == pytest.approx(1 / 4)
+    m = metrics_from_ties(np.array([0.0, 2.0]), np.array([1.0, 1.0]), ks_recall=(2,), ks_ndcg=(3,), ks_mrr=(3,))
+    ref = metrics_from_ranks(np.array([1.0, 3.0]), ks_recall=(2,), ks_ndcg=(3,), ks_mrr=(3,))
+    for k in ref:
+        assert m[k].tolist() == ref[k].tolist()
+    h, t = gold_ties(torch.tensor([[1.0, 2.0, 1.0, 1.0]]), torch.tensor([0]))
+    assert h.tolist() == [1.0] and t.tolist() == [3.0]
+    with pytest.raises(ValueError, match="ties"):
+        metrics_from_ties(np.array([0.0]), np.array([0.0]))

@@ -1,5 +1,6 @@
 """Sweeps execute only the missing points; a run's result is reused when its configuration matches."""
 import dataclasses
+import functools
 import shutil
 
 import pytest
@@ -85,9 +86,10 @@ def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
 def test_plan_prepares_each_cache_once_and_runs_wait_only_for_their_own():
     from mscrs_core.experiments import sweep_plan
 
-    cfgs = {"red": RecRunConfig(dataset="redial"), "red-uni": RecRunConfig(dataset="redial", model="unicrs"),
-            **{f"ins{s}": RecRunConfig(seed=s) for s in range(3)}, "ins-tc": RecRunConfig(model="text_classifier"),
-            "pop": RecRunConfig(model="popularity")}
+    tiny = functools.partial(RecRunConfig, backbone="tiny-dialogpt")  # a backbone trained per dataset
+    cfgs = {"red": tiny(dataset="redial"), "red-uni": tiny(dataset="redial", model="unicrs"),
+            **{f"ins{s}": tiny(seed=s) for s in range(3)}, "ins-tc": tiny(model="text_classifier"),
+            "pop": tiny(model="popularity")}
     jobs = sweep_plan.plan_jobs(cfgs)
     preps = {n: j for n, j in jobs.items() if j.kind == sweep_plan.PREPARE}
     keys = [k for j in preps.values() for k in j.keys]
@@ -117,9 +119,10 @@ def test_schedule_starts_the_costliest_runs_first():
             "ins": RecRunConfig(), "red": RecRunConfig(dataset="redial"), "uni": RecRunConfig(model="unicrs")}
     assert sweep.schedule(cfgs) == ["red", "ins", "uni", "tc", "pop"]
     assert RecRunConfig(model="popularity").shared_caches() == ()
-    assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig(dataset="redial").shared_caches()
+    assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig(dataset="redial", backbone="tiny-dialogpt").shared_caches()
+    assert ("backbone", "smollm2-135m") in RecRunConfig(dataset="redial").shared_caches()
     assert sweep.schedule({"b": ConvRunConfig(model="backbone"), "m": ConvRunConfig()}) == ["m", "b"]
-    assert ConvRunConfig(model="backbone").shared_caches() == (("tiny-dialogpt", "inspired", 2.0),)
+    assert ConvRunConfig(model="backbone").shared_caches() == (("backbone", "smollm2-135m"),)
 
 
 def test_bad_worker_counts(monkeypatch):

@@ -9,7 +9,8 @@ from torch import nn
 
 from mscrs_core.models.collate import RecCollator, context_text
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
-from mscrs_core.models.recommender import MSCRSRecommender
+from mscrs_core.models.context_states import ContextStateBank
+from mscrs_core.models.recommender import MSCRSRecommender, RecommenderConfig
 from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
 from mscrs_core.data.samples import Sample
@@ -41,11 +42,11 @@ def tiny_backbone(kind: str, vocab: int) -> nn.Module:
     return m.requires_grad_(False).eval()
 
 
-def make_model(tokenizer, kind="gpt2", rec_scope="items", **kw) -> MSCRSRecommender:
+def make_model(tokenizer, kind="gpt2", rec_scope="items", config=None, **kw) -> MSCRSRecommender:
     torch.manual_seed(1)
+    config = config or RecommenderConfig(max_entities=4, n_entity_prompt=3, n_task_prompt=2)
     return MSCRSRecommender(TableStandIn(12, 8), tiny_backbone(kind, len(tokenizer)), torch.tensor([0, 2, 4, 6]),
-                            tokenizer=tokenizer, max_entities=4, n_entity_prompt=3, n_task_prompt=2,
-                            rec_scope=rec_scope, **kw)
+                            tokenizer=tokenizer, config=config, rec_scope=rec_scope, **kw)
 
 
 def samples() -> list[Sample]:
@@ -148,9 +149,10 @@ def test_collator_format_truncation_and_entity_alignment(tokenizer):
 # ------------------------------------------------------------------ recommender
 
 
+@pytest.mark.parametrize("position", ["prefix", "suffix"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_forward_shapes_and_padding_invariance(tokenizer, kind):
-    model = make_model(tokenizer, kind).eval()
+def test_forward_shapes_and_padding_invariance(tokenizer, kind, position):
+    model = make_model(tokenizer, kind, prompt_position=position, zero_init_projection=False).eval()
     col = RecCollator(tokenizer, max_length=32, max_entities=4)
     s = samples()
     batch = col(s)
@@ -164,8 +166,11 @@ def test_forward_shapes_and_padding_invariance(tokenizer, kind):
     assert model(batch, task="pretrain").logits.shape == (3, 12)
 
 
-def test_backbone_gets_no_gradient_and_prompt_parts_do(tokenizer):
-    model = make_model(tokenizer).train()
+@pytest.mark.parametrize("config", [RecommenderConfig.paper(max_entities=4, n_entity_prompt=3, n_task_prompt=2),
+                                    RecommenderConfig(max_entities=4, n_entity_prompt=3, n_task_prompt=2,
+                                                      zero_init_projection=False)])
+def test_backbone_gets_no_gradient_and_prompt_parts_do(tokenizer, config):
+    model = make_model(tokenizer, config=config).train()
     batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
     model(batch).loss.backward()
     assert all(p.grad is None for p in model.backbone.parameters())
@@ -177,10 +182,14 @@ def test_backbone_gets_no_gradient_and_prompt_parts_do(tokenizer):
     assert not any(k.startswith("backbone.") for k in model.trainable_state_dict())
 
 
-def test_rec_scope_items_vs_all_entities(tokenizer):
+@pytest.mark.parametrize("head", ["dot", "cosine"])
+def test_rec_scope_items_vs_all_entities(tokenizer, head):
     batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
-    paper = make_model(tokenizer, rec_scope="items")
-    unicrs = make_model(tokenizer, rec_scope="all_entities")
+    paper = make_model(tokenizer, rec_scope="items", head=head, zero_init_projection=False)
+    unicrs = make_model(tokenizer, rec_scope="all_entities", head=head, zero_init_projection=False)
+    with torch.no_grad():  # a non-trivial bias, so the test sees it land on the right columns
+        for m in (paper, unicrs):
+            m.item_bias.copy_(torch.arange(4.0))
     p, u = paper(batch), unicrs(batch)
     assert p.logits.shape == (3, 4) and u.logits.shape == (3, 12)
     # same weights (same seed): the item columns of the all-entity logits are the item logits
@@ -197,3 +206,81 @@ def test_unfrozen_backbone_is_rejected(tokenizer):
     bb = tiny_backbone("gpt2", len(tokenizer)).requires_grad_(True)
     with pytest.raises(ValueError, match="frozen"):
         MSCRSRecommender(TableStandIn(12, 8), bb, torch.tensor([0]))
+
+
+# ------------------------------------------------------------------ the CPU recipe and the suffix order
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_suffix_with_cached_context_equals_one_uncached_pass(tokenizer, kind):
+    """[s; prompt] with s's states from the bank = one pass over [s; prompt]: loss and every gradient."""
+    col = RecCollator(tokenizer, max_length=32, max_entities=4)
+    batch = col(samples())
+    runs = []
+    for cached in (False, True):
+        model = make_model(tokenizer, kind, prompt_position="suffix", zero_init_projection=False).train()
+        if cached:
+            model.attach_context_bank(ContextStateBank(model.backbone, 32, tokenizer.pad_token_id))
+        out = model(batch, task="rec")
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+        runs.append((out.loss.detach(), grads))
+    (l0, g0), (l1, g1) = runs
+    assert torch.allclose(l0, l1, atol=1e-5)
+    assert g0.keys() == g1.keys() and "prompt_encoder.task_prompt" in g0
+    for name in g0:
+        assert torch.allclose(g0[name], g1[name], atol=1e-5, rtol=1e-4), name
+
+
+def test_untrained_recipe_is_the_graph_scorer_plus_popularity(tokenizer):
+    """Zero-initialised projection + skip path + cosine head: before training, score(s, i) =
+    scale * cos(mean context entity row, item row) + log popularity_i; the LM enters only through training."""
+    model = make_model(tokenizer).eval()
+    counts = torch.tensor([5.0, 0.0, 2.0, 1.0])
+    model.init_item_bias(counts)
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+    scores = model.score_items(batch)
+    table = model.graph_encoder()
+    prior = torch.log_softmax(torch.log(counts + 1), 0)
+    for i, s in enumerate(samples()):
+        ents = list(s.context_entities)[-4:]
+        if ents:
+            user = table[ents].mean(0)
+            expected = 10.0 * torch.nn.functional.cosine_similarity(user[None], table[model.item_ids]) + prior
+        else:  # no entity and a zero projection: only the prior orders the items
+            expected = prior
+        assert torch.allclose(scores[i], expected, atol=1e-5), i
+
+
+def test_recommender_config_round_trip_and_checks(tokenizer):
+    cfg = RecommenderConfig.paper(n_task_prompt=3, max_entities=4, n_entity_prompt=3)
+    assert cfg.head == "dot" and cfg.prompt_position == "prefix" and not cfg.item_bias
+    assert RecommenderConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown fields"):
+        RecommenderConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+    with pytest.raises(ValueError, match="head"):
+        RecommenderConfig(head="mlp")
+    with pytest.raises(ValueError, match="prompt_position"):
+        RecommenderConfig(prompt_position="middle")
+    model = make_model(tokenizer, config=cfg)
+    assert model.config.n_task_prompt == 3 and model.prompt_encoder.n_task_prompt == 3
+    with pytest.raises(ValueError, match="no item bias"):
+        model.init_item_bias(torch.ones(4))
+    with pytest.raises(ValueError, match="suffix"):
+        model.attach_context_bank(ContextStateBank(model.backbone, 32, 0))
+
+
+def test_closed_lm_path_is_the_untrained_output_and_needs_the_skip_path(tokenizer):
+    model = make_model(tokenizer).eval()
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+    open_scores = model.score_items(batch)
+    model.close_lm_path()
+    assert torch.allclose(model.score_items(batch), open_scores, atol=1e-6)  # zero projection: same output
+    with torch.no_grad():
+        model.projection.weight.normal_()
+    closed = model.score_items(batch)
+    model.close_lm_path(False)
+    assert not torch.allclose(model.score_items(batch), closed)  # the LM term is back
+    no_skip = make_model(tokenizer, entity_skip=False)
+    with pytest.raises(ValueError, match="entity_skip"):
+        no_skip.close_lm_path()

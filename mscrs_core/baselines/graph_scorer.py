@@ -8,7 +8,8 @@ the graphs connect them: through the co-mention graph (Eq. 6-8) an item's row co
 entities it was recommended with, which makes this a random-projection collaborative filter. It is not a
 method of the paper; the book uses it to show how much of the recommendation signal the graphs carry by
 themselves, next to what the trained prompt model extracts. Samples without context entities score every
-item 0 (ties keep the item order, as popularity does for its ties).
+item 0: one big tie, which the evaluation's default ``tie_break="expected"`` scores as a random order
+(Recall@k = k / N), never as a hit.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ def popularity_scores(train_samples: Sequence, item_ids: Sequence[int]) -> torch
     """[N] counts of each item as a gold target in ``train_samples`` (recommendation samples).
 
     The paper ranks "items based on their occurrence frequency in the dataset"; counting the
-    training split's recommended items keeps test labels out. Ties keep the item order.
+    training split's recommended items keeps test labels out. Items with equal counts tie; the
+    evaluation's default ``tie_break="expected"`` scores a gold among ties by its expected rank.
     """
     pos = {e: i for i, e in enumerate(item_ids)}
     counts = torch.zeros(len(item_ids))

@@ -31,6 +31,25 @@ class ParameterError(ValueError):
     """A parameter unknown to a chapter, or of the wrong type."""
 
 
+class UnknownChapterError(ParameterError):
+    """A chapter name (``mscrs run NAME``, ``mscrs book --only NAME``) that is not one of the book's chapters."""
+
+
+def known_chapters() -> list[str]:
+    """Every chapter that can run: those of ``profiles.yml``, then any other ``notebooks/*.py``."""
+    names = [c.name for c in chapters()]
+    names += sorted(p.stem for p in notebooks_dir().glob("*.py") if p.stem not in names)
+    return names
+
+
+def check_chapter(name: object) -> str:
+    """``name`` if it is a chapter, else :class:`UnknownChapterError` naming it and the valid ones."""
+    known = known_chapters()
+    if not isinstance(name, str) or name not in known:
+        raise UnknownChapterError(f"unknown chapter {name!r}; expected one of: {', '.join(known)}")
+    return name
+
+
 @dataclass(frozen=True)
 class Chapter:
     name: str
@@ -152,7 +171,7 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
     import nbformat
     import papermill as pm
 
-    source = notebooks_dir() / f"{name}.py"
+    source = notebooks_dir() / f"{check_chapter(name)}.py"
     # progress bars are for terminals; in an executed chapter they would flood the page
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -178,6 +197,20 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
 
 def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = None,
              only: list[str] | None = None, prepare_only: bool = False, book_only: bool = False) -> list[Path]:
-    """Execute every chapter (or ``only`` these, or the book's chapters) in book order."""
-    return [run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only)
-            for c in chapters(book_only) if not only or c.name in only]
+    """Execute every chapter (or ``only`` these, or the book's chapters) in book order.
+
+    Every name in ``only`` must be one of those chapters: a typo is an error, not an empty run.
+    """
+    selected = chapters(book_only)
+    if only is not None:
+        if isinstance(only, str) or not isinstance(only, (list, tuple)) or not only:
+            raise ParameterError(f"only={only!r}: expected a non-empty list of chapter names")
+        valid = [c.name for c in selected]
+        unknown = [n for n in only if n not in valid]
+        if unknown:
+            raise UnknownChapterError(
+                f"--only: unknown chapter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"expected {'book ' if book_only else ''}chapters among: {', '.join(valid)}")
+        selected = [c for c in selected if c.name in only]
+    profile_parameters(selected[0].name, profile)  # an unknown profile fails before anything runs
+    return [run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only) for c in selected]

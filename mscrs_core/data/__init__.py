@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import ChecksumError, DataError
+from .errors import ChecksumError, DataError, InvalidParameter
 from .files import DataFiles, resolve_data_root
 from .inspired import load_inspired
 from .redial import load_redial
@@ -15,15 +15,17 @@ DATASETS = ("inspired", "redial")
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None, *, check: bool = True) -> CRSDataset:
     """``load_dataset("inspired")`` or ``load_dataset("redial")`` from the configured data root."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise InvalidParameter("name", name, f"one of {', '.join(DATASETS)}")
     if name == "inspired":
         return load_inspired(data_root, check=check)
     if name == "redial":
         return load_redial(data_root, check=check)
-    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    raise AssertionError("unreachable")
 
 
 __all__ = [
-    "CRSDataset", "ChecksumError", "DataError", "DataFiles", "Dialog", "KnowledgeGraph", "Sample", "Turn",
+    "CRSDataset", "ChecksumError", "DataError", "InvalidParameter", "DataFiles", "Dialog", "KnowledgeGraph", "Sample", "Turn",
     "conv_samples", "load_dataset", "load_inspired", "load_redial", "pretrain_samples", "rec_samples",
     "resolve_data_root", "DATASETS",
 ]

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import ChecksumError, DataError
+from .errors import ChecksumError, DataError, check_bool_param, check_path_param
 
 ENV_VAR = "MSCRS_DATA"
 
@@ -47,7 +47,8 @@ def default_data_root() -> Path | None:
 
 def resolve_data_root(data_root: str | os.PathLike | None = None) -> Path:
     """The data folder to read, or a clear error that says how to obtain the datasets."""
-    root = Path(data_root).expanduser().resolve() if data_root else default_data_root()
+    check_path_param("data_root", data_root)
+    root = Path(data_root).expanduser().resolve() if data_root is not None else default_data_root()
     if root is None:
         raise DataError(
             f"${ENV_VAR} (unset) and ../shared/data",
@@ -105,6 +106,7 @@ class DataFiles:
 
     def __init__(self, data_root: str | os.PathLike | None = None, *, check: bool = True,
                  expected: dict[str, tuple[int, str]] | None = None):
+        check_bool_param("check", check)
         self.root = resolve_data_root(data_root)
         self.check = check
         self.expected = expected
@@ -117,22 +119,87 @@ class DataFiles:
             verify(p, rel, self.expected)
         return p
 
-    def json(self, rel: str) -> Any:
+    def text(self, rel: str) -> str:
+        """The file decoded as UTF-8 (a leading BOM dropped); invalid UTF-8 is an error naming the line."""
         p = self.path(rel)
-        try:
-            with open(p, encoding="utf-8") as f:
-                return json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(p, f"malformed JSON ({e.msg})", line=e.lineno) from None
+        return decode_utf8(p.read_bytes(), p)
+
+    def json(self, rel: str) -> Any:
+        """One JSON document; malformed JSON, invalid UTF-8, NaN/Infinity and over-deep nesting name the line."""
+        p = self.path(rel)
+        text = decode_utf8(p.read_bytes(), p)
+        return parse_json(text, p)
 
     def jsonl(self, rel: str) -> Iterator[tuple[int, Any]]:
         """(line number, parsed object) for every non-empty line."""
         p = self.path(rel)
-        with open(p, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
+        with open(p, "rb") as f:
+            for n, raw in enumerate(f, 1):
+                if not raw.strip():
                     continue
                 try:
-                    yield n, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(p, f"malformed JSON line ({e.msg}); expected one JSON value per line", line=n) from None
+                    line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(p, f"invalid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                       "expected UTF-8 text", line=n) from None
+                yield n, parse_json(line, p, line=n, what="one JSON value per line")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_utf8(data: bytes, path: Path | str) -> str:
+    """``data`` as UTF-8 text (BOM dropped), or a :class:`DataError` naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        line = data.count(b"\n", 0, start) + 1
+        col = start - (data.rfind(b"\n", 0, start) + 1) + 1
+        raise DataError(path, f"invalid UTF-8 (byte {data[start]:#04x} at column {col}); expected UTF-8 text",
+                        line=line) from None
+
+
+def _deepest_line(text: str) -> tuple[int, int]:
+    """(line, depth) where the nesting of ``[`` / ``{`` outside strings is deepest (only called on error)."""
+    depth = best = 0
+    best_line = line = 1
+    in_str = esc = False
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best, best_line = depth, line
+        elif ch in "]}":
+            depth -= 1
+    return best_line, best
+
+
+def parse_json(text: str, path: Path | str, *, line: int | None = None, what: str = "a JSON document") -> Any:
+    """``json.loads`` whose every failure is a one-line :class:`DataError` naming the file and line.
+
+    ``line``: the line number of ``text`` in its file (JSON Lines); otherwise lines count within ``text``.
+    """
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        n = line if line is not None else e.lineno
+        raise DataError(path, f"malformed JSON ({e.msg}, column {e.colno}); expected {what}", line=n) from None
+    except ValueError as e:  # NaN / Infinity
+        raise DataError(path, f"{e}; expected {what}", line=line) from None
+    except RecursionError:
+        deep_line, depth = _deepest_line(text)
+        raise DataError(path, f"JSON nested {depth} levels deep, too deep to read; expected {what}",
+                        line=line if line is not None else deep_line) from None

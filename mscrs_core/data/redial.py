@@ -19,6 +19,7 @@ Each ``redial/{split}_data.jsonl`` line is one dialog: ``conversationId``,
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections import Counter
@@ -41,18 +42,35 @@ def _clean_name(name: str) -> str:
 
 def movie_names(files: DataFiles) -> dict[str, str]:
     """ReDial movie id -> name, from ``movies_with_mentions.csv``."""
-    p = files.path("redial/movies_with_mentions.csv")
-    out = {}
-    with open(p, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
+    rel = "redial/movies_with_mentions.csv"
+    p = files.root / rel
+    reader = csv.reader(io.StringIO(files.text(rel), newline=""))
+    out: dict[str, str] = {}
+    try:
         header = next(reader, None)
         if header is None or header[:2] != ["movieId", "movieName"]:
             raise DataError(p, f"expected the header movieId,movieName,..., found {header}", line=1)
-        for n, row in enumerate(reader, 2):
+        for row in reader:
+            n = reader.line_num
+            if not row:
+                continue
             if len(row) < 2:
-                raise DataError(p, "expected movieId,movieName", line=n)
+                raise DataError(p, f"expected movieId,movieName, found {row}", line=n)
+            if not row[0].isdigit():
+                raise DataError(p, f"movieId {row[0]!r} is not a non-negative integer", line=n)
             out[row[0]] = _clean_name(row[1])
+    except csv.Error as e:
+        raise DataError(p, f"malformed CSV ({e}); expected movieId,movieName rows", line=reader.line_num) from None
     return out
+
+
+def _is_id(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _describe(v: object) -> str:
+    r = repr(v)
+    return f"{type(v).__name__} {r if len(r) <= 40 else r[:37] + '...'}"
 
 
 class _DialogParser:
@@ -70,21 +88,33 @@ class _DialogParser:
         missing = [k for k in REQUIRED if k not in obj]
         if missing:
             raise DataError(path, f"dialog lacks the field(s) {missing}", line=line)
+        cid = obj["conversationId"]
+        if not (_is_id(cid) or (isinstance(cid, str) and cid.strip())):
+            raise DataError(path, f"'conversationId' is {_describe(cid)}; expected an integer or a non-empty string",
+                            line=line)
+        for k in ("initiatorWorkerId", "respondentWorkerId"):
+            if not _is_id(obj[k]):
+                raise DataError(path, f"'{k}' is {_describe(obj[k])}; expected an integer worker id", line=line)
         msgs = obj["messages"]
         if not isinstance(msgs, list):
-            raise DataError(path, "'messages' must be a list", line=line)
+            raise DataError(path, f"'messages' is {_describe(msgs)}; expected a list of messages", line=line)
+        mentions = obj.get("movieMentions")
+        if mentions is None or mentions == []:  # raw ReDial writes [] for "no mentions"
+            mentions = {}
+        if not isinstance(mentions, dict) or not all(
+                isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in mentions.items()):
+            raise DataError(path, f"'movieMentions' is {_describe(mentions)}; expected an object "
+                                  "{movieId: movie name or null}", line=line)
         if not msgs:
             self.counts["empty_dialogs_skipped"] += 1
             return None
-        mentions = obj.get("movieMentions") or {}
-        if isinstance(mentions, list):  # raw ReDial writes [] for "no mentions"
-            mentions = {}
         seeker = obj["initiatorWorkerId"]
         # merge consecutive messages of one speaker
         merged: list[tuple[str, list[str]]] = []
         for k, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("text"), str) or "senderWorkerId" not in m:
-                raise DataError(path, f"message {k}: expected an object with 'senderWorkerId' and a string 'text'", line=line)
+            if not isinstance(m, dict) or not isinstance(m.get("text"), str) or not _is_id(m.get("senderWorkerId")):
+                raise DataError(path, f"message {k}: expected an object with an integer 'senderWorkerId' and a "
+                                      f"string 'text', found {_describe(m)}", line=line)
             self.counts["messages"] += 1
             role = SEEKER if m["senderWorkerId"] == seeker else RECOMMENDER
             if merged and merged[-1][0] == role:
@@ -92,7 +122,7 @@ class _DialogParser:
             else:
                 merged.append((role, [m["text"]]))
         turns = [self._turn(role, " ".join(texts), mentions) for role, texts in merged]
-        return Dialog(dialog_id=str(obj["conversationId"]), turns=turns)
+        return Dialog(dialog_id=str(cid), turns=turns)
 
     def _turn(self, role: str, raw: str, mentions: dict) -> Turn:
         items: list[int] = []
@@ -135,12 +165,17 @@ def load_redial(data_root: str | os.PathLike | None = None, *, check: bool = Tru
         raise DataError(m2e_path, "expected a JSON object {movieId: uri or null}")
     item_ids = files.json("redial/kg/movie_entity_ids.json")
     ipath = files.root / "redial/kg/movie_entity_ids.json"
-    if not isinstance(item_ids, list) or not all(isinstance(i, int) and 0 <= i < K for i in item_ids):
-        raise DataError(ipath, f"expected a JSON list of entity ids in 0..{K - 1}")
+    if not isinstance(item_ids, list) or not item_ids:
+        raise DataError(ipath, f"expected a non-empty JSON list of entity ids in 0..{K - 1}, found {_describe(item_ids)}")
+    wrong = [i for i in item_ids if not (_is_id(i) and 0 <= i < K)]
+    if wrong:
+        raise DataError(ipath, f"item id {wrong[0]!r} ({type(wrong[0]).__name__}) is not an entity id in 0..{K - 1}")
     item_ids = sorted(set(item_ids))
     item_set = set(item_ids)
     movie2eid: dict[str, int] = {}
     for mid, uri in movie2uri.items():
+        if not (uri is None or isinstance(uri, str)):
+            raise DataError(m2e_path, f"movie {mid!r} maps to {_describe(uri)}; expected a URI string or null")
         eid = entity2id.get(uri) if uri is not None else entity2id.get(mid)
         if eid is None:
             eid = entity2id.get(mid)
@@ -158,14 +193,30 @@ def load_redial(data_root: str | os.PathLike | None = None, *, check: bool = Tru
 
     data: dict[str, list[Dialog]] = {}
     per_split: dict[str, dict[str, int]] = {}
+    first_seen: dict[str, tuple[str, int]] = {}  # conversationId -> (file, line): a dialog in two places leaks
     for split in splits:
         rel = f"redial/{split}_data.jsonl"
+        path = str(files.root / rel)
         before = Counter(counts)
         dialogs = []
+        repeat: DataError | None = None  # reported once the split's lines are all well-formed
         for n, obj in files.jsonl(rel):
-            d = parser(obj, str(files.root / rel), n)
-            if d is not None:
-                dialogs.append(d)
+            d = parser(obj, path, n)
+            if d is None:
+                continue  # a skipped (empty) dialog is no dialog: its id may be used by a real one
+            if d.dialog_id in first_seen:
+                if repeat is None:
+                    other, other_line = first_seen[d.dialog_id]
+                    repeat = DataError(path, f"conversationId {d.dialog_id} also appears at {other}:{other_line}; "
+                                             "expected each dialog in exactly one split (a repeat leaks test "
+                                             "dialogs)", line=n)
+            else:
+                first_seen[d.dialog_id] = (path, n)
+            dialogs.append(d)
+        if repeat is not None:
+            raise repeat
+        if not dialogs:
+            raise DataError(path, f"the {split} split has no dialogs; expected at least one (one ReDial dialog per line)")
         data[split] = dialogs
         per_split[split] = dict(counts - before)
 

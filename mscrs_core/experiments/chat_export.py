@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..data.files import project_root
-from .conversation import ConvRunConfig, backbone_path, build_generator, conversation_splits
+from .conversation import ConvRunConfig, build_generator, conversation_splits, load_conv_backbone
 from .recommendation import RecRunConfig, build_recommender, default_results_dir, graph_settings
 
 
@@ -37,12 +37,11 @@ def export_chat(rec: RecRunConfig, conv: ConvRunConfig, out_dir: str | os.PathLi
     from ..chat import GraphInputs, save_chat_checkpoint
     from ..data import load_dataset
     from ..graphs.assemble import build_dataset_graphs
-    from ..models import load_backbone
 
     if rec.model not in ("mscrs", "unicrs") or conv.model != "mscrs":
         raise ValueError("export_chat: needs a prompt recommender ('mscrs'/'unicrs') and an 'mscrs' generator run")
-    for field in ("dataset", "backbone", "backbone_epochs", "k"):
-        if getattr(rec, field) != getattr(conv, field):
+    for field in ("dataset", "backbone", "backbone_epochs", "k", "backbone_dtype"):
+        if getattr(rec, field, None) != getattr(conv, field, None):
             raise ValueError(f"export_chat: the runs differ in {field} ({getattr(rec, field)!r} vs "
                              f"{getattr(conv, field)!r}); both models must share one backbone and one set of graphs")
     if rec.graph_variant != "paper" or rec.comention_threshold != 1:
@@ -54,11 +53,15 @@ def export_chat(rec: RecRunConfig, conv: ConvRunConfig, out_dir: str | os.PathLi
     cache = Path(cache_dir) if cache_dir else project_root() / "cache"
     ds = load_dataset(rec.dataset, data_root)
     graphs = build_dataset_graphs(ds, graph_settings(rec.k, cache_dir=cache), data_root)
-    backbone, tokenizer = load_backbone(backbone_path(rec, ds, cache))
+    # the conversation run's backbone (dtype, attention) serves both models; a named backbone (e.g.
+    # "smollm2-135m") is recorded by name, the miniature DialoGPT is saved into the checkpoint
+    backbone, tokenizer = load_conv_backbone(conv, ds, cache)
     recommender = build_recommender(rec, ds, graphs, backbone, tokenizer)
     recommender.load_trainable_state_dict(rec_state)
     train, _, _ = conversation_splits(conv, ds)
     generator = build_generator(conv, ds, graphs, backbone, tokenizer, train, cache)
     generator.load_trainable_state_dict(gen_state)
     return save_chat_checkpoint(out_dir, generator=generator, dataset=ds, graphs=GraphInputs.from_dataset_graphs(graphs),
-                                recommender=recommender.eval())
+                                recommender=recommender.eval(),
+                                backbone_source=None if conv.backbone == "tiny-dialogpt" else conv.backbone,
+                                attn_implementation=conv.attn_implementation or None)

@@ -5,6 +5,15 @@ the training-only context bank of the correlation semantic mapping (Eq. 26-27), 
 conversation prompt on a frozen backbone with the loss of Eq. 29, generates responses for test
 contexts and scores them (BLEU-2/3, ROUGE-2/L, Distinct-n in both conventions). ``model="backbone"``
 is the plain backbone: the same frozen LM generating from the context alone, no prompt, no training.
+
+Defaults (deviations from the paper, stated in the conversation chapters): the backbone is SmolLM2-135M-Instruct
+(``"smollm2-135m"``, offline, bf16, eager attention; converted once to safetensors under ``cache/backbones``)
+instead of DialoGPT-small, and the soft prompt goes AFTER the context (``prompt_position="suffix"``,
+:mod:`~mscrs_core.models.context_states`) instead of before it (Eq. 28, ``"prefix"``, the ``paper`` profile).
+In the suffix order the context key/value states of the validation and test contexts (and of the training
+contexts when ``epochs > 1``) are kept in a :class:`~mscrs_core.models.context_states.ContextStateBank`, saved
+under ``cache/context-states/`` (name: backbone fingerprint, dataset, split, context length) and loaded when
+present. ``backbone="tiny-dialogpt"`` (the project's miniature DialoGPT, fp32) is what the smoke profile uses.
 Results go to ``<results_dir>/<run name>/result.json`` (atomic; a finished run is loaded).
 """
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +34,8 @@ from .run_config import RunConfig
 from .recommendation import _subsample, default_results_dir, graph_settings, tiny_dialogpt_for
 
 MODELS = ("mscrs", "backbone")
+#: largest context-state bank a run keeps in memory (bytes); bigger sets are encoded batch by batch instead
+MAX_STATE_BANK_BYTES = 3 << 30
 
 
 @dataclass(frozen=True)
@@ -34,15 +46,20 @@ class ConvRunConfig(RunConfig):
     use_graphs: bool = True  # False: knowledge-graph prompt only (no collaborative/text graph)
     use_enhanced_entities: bool = True  # Eq. (25); False = "w/o -s"
     use_context_mapping: bool = True  # Eq. (26)-(27); False = "w/o -c"
-    graph_variant: str = "paper"  # "authors_code": the graph embeddings are computed and discarded
+    # ConvConfig.graph_variant: "paper" feeds V_tilde_s into the prompt (Eq. 27); "authors_code": the graph
+    # embeddings are computed and discarded (T_hat_s = T), as in MSCRS-main's conversation code
+    graph_variant: str = "paper"
     k: int = 10
     entity_dim: int = 64
-    backbone: str = "tiny-dialogpt"
+    backbone: str = "smollm2-135m"  # or "tiny-dialogpt" (smoke profile), a local folder, a cached hub name
+    backbone_dtype: str = "bfloat16"  # torch dtype name of the frozen backbone ("float32" for tiny-dialogpt)
+    attn_implementation: str = "eager"  # "" = the model's default
+    prompt_position: str = "suffix"  # "suffix": [s; prompt] with cached context states | "prefix": Eq. (28)
     backbone_epochs: float = 2.0
     text_embedder: str = "minilm"  # context embeddings E_s^(0): "minilm" | "hashing:<dim>"
     epochs: int = 1
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 1e-2  # soft-prompt learning rate (1e-3 barely moves the prompt in one epoch of 1,000 turns)
     max_train_samples: int = 1000  # 0: all recommender turns of the training split
     max_eval_samples: int = 200
     max_new_tokens: int = 30
@@ -54,6 +71,10 @@ class ConvRunConfig(RunConfig):
             raise ValueError(f"ConvRunConfig.model must be one of {MODELS}, got {self.model!r}")
         if self.dataset not in ("inspired", "redial"):
             raise ValueError(f"ConvRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
+        if self.prompt_position not in ("prefix", "suffix"):
+            raise ValueError(f"ConvRunConfig.prompt_position must be 'prefix' or 'suffix', got {self.prompt_position!r}")
+        if not isinstance(getattr(torch, self.backbone_dtype, None), torch.dtype):
+            raise ValueError(f"ConvRunConfig.backbone_dtype: not a torch dtype name: {self.backbone_dtype!r}")
 
     def name(self) -> str:
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
@@ -64,6 +85,8 @@ class ConvRunConfig(RunConfig):
         keys: list[tuple] = []
         if self.backbone == "tiny-dialogpt":
             keys.append(("tiny-dialogpt", self.dataset, self.backbone_epochs))
+        else:
+            keys.append(("backbone", self.backbone))
         if self.model == "mscrs":
             keys.append(("item text features", self.dataset))
             if self.use_context_mapping:
@@ -73,21 +96,64 @@ class ConvRunConfig(RunConfig):
     def prepare_caches(self, data_root: str | None = None, cache_dir: str | None = None) -> None:
         from ..data import load_dataset
         from ..graphs.assemble import build_dataset_graphs
-        from ..models import load_backbone
 
         cache = Path(cache_dir) if cache_dir else project_root() / "cache"
         ds = load_dataset(self.dataset, data_root)
-        path = backbone_path(self, ds, cache)
+        backbone, tokenizer = load_conv_backbone(self, ds, cache)  # converts a GGUF backbone once
         if self.model != "mscrs":
             return
         graphs = build_dataset_graphs(ds, graph_settings(self.k, cache_dir=cache), data_root)
         if self.use_context_mapping:  # the bank embeds the training contexts through the on-disk cache
-            backbone, tokenizer = load_backbone(path)
             build_generator(self, ds, graphs, backbone, tokenizer, conversation_splits(self, ds)[0], cache)
 
     def relative_cost(self) -> float:
         per_model = 1.0 if self.model == "mscrs" else 0.1
         return per_model * (2.0 if self.dataset == "redial" else 1.0)
+
+
+def load_conv_backbone(cfg, ds, cache: Path):
+    """The frozen backbone and tokenizer of a run: the miniature DialoGPT (cached per dataset) or
+    ``cfg.backbone``, in ``cfg.backbone_dtype`` with ``cfg.attn_implementation`` (a GGUF is converted once under
+    ``cache/backbones``)."""
+    from ..models import load_backbone
+
+    path = backbone_path(cfg, ds, cache)
+    return load_backbone(path, dtype=getattr(torch, getattr(cfg, "backbone_dtype", "float32")),
+                         attn_implementation=getattr(cfg, "attn_implementation", "") or None,
+                         cache_dir=cache / "backbones")
+
+
+def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, *,
+                   max_bytes: int = MAX_STATE_BANK_BYTES):
+    """A :class:`~mscrs_core.models.context_states.ContextStateBank` holding the contexts of ``samples``
+    (``prompt_position="suffix"``), loaded from ``cache/context-states/`` when there and saved there when it
+    grew; None when the states would take more than ``max_bytes`` (then every batch encodes its contexts)."""
+    from ..models.context_states import ContextStateBank, bank_file_name
+
+    if model.config.prompt_position != "suffix" or not samples:
+        return None
+    bb = model.backbone
+    c = bb.config
+    heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    width = model.config.max_context_length
+    dtype = next(bb.parameters()).dtype
+    row_bytes = 2 * c.num_hidden_layers * heads * head_dim * width * torch.finfo(dtype).bits // 8
+    if row_bytes * len(samples) > max_bytes:
+        return None
+    bank = ContextStateBank(bb, width, model.tokenizer.pad_token_id, dtype=dtype, batch_size=16)
+    # "conv-" keeps these files apart from the recommender's banks (other token sequences, same backbone)
+    path = cache / "context-states" / bank_file_name(bb, dataset, f"conv-{split}", width)
+    bank.load(path)
+    before = len(bank)
+    collator = model.make_collator(generation=True)
+    for start in range(0, len(samples), 64):
+        b = collator(samples[start:start + 64])
+        bank.lookup(b["context_ids"], b["context_mask"])
+    if len(bank) > before:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        bank.save(path)
+    return bank
 
 
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[str]:
@@ -145,7 +211,8 @@ def build_generator(cfg: ConvRunConfig, ds, graphs, backbone, tokenizer, train: 
     ccfg = ConvConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
                       max_context_length=min(200, room),
                       use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
-                      text_embedder=cfg.text_embedder)
+                      text_embedder=cfg.text_embedder,
+                      prompt_position=getattr(cfg, "prompt_position", "prefix"))
     embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
     bank = None
     if cfg.use_context_mapping:
@@ -182,7 +249,6 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     from ..data import load_dataset
     from ..evaluation import GenerationEvaluator
     from ..graphs.assemble import build_dataset_graphs
-    from ..models import load_backbone
     from ..models.generate import GenerationConfig
     from ..training.conv_loop import ConvTrainConfig, evaluate_generation, train_generator
 
@@ -198,7 +264,7 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     ds = load_dataset(cfg.dataset, data_root)
     train, valid, test = conversation_splits(cfg, ds)
     path = backbone_path(cfg, ds, cache)
-    backbone, tokenizer = load_backbone(path)
+    backbone, tokenizer = load_conv_backbone(cfg, ds, cache)
     gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                                no_repeat_ngram_size=cfg.no_repeat_ngram_size)
     record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(), "backbone": path,
@@ -213,15 +279,26 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     else:
         graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cache_dir=cache), data_root)
         model = build_generator(cfg, ds, graphs, backbone, tokenizer, train, cache)
+        if cfg.prompt_position == "suffix":  # context states computed once per context (module docstring)
+            model.state_bank = state_bank_for(model, (train if cfg.epochs > 1 else []) + valid, cfg.dataset,
+                                              "train+valid" if cfg.epochs > 1 else "valid", cache)
+            model.state_bank_in_training = cfg.epochs > 1  # one epoch: each training context is encoded once anyway
         res = train_generator(model, train, valid, ConvTrainConfig(
             output_dir=str(run_dir / "train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             seed=cfg.seed, progress=False))
         history = res.history
         model.eval()
+        if cfg.prompt_position == "suffix":
+            model.state_bank = state_bank_for(model, test, cfg.dataset, "test", cache)
         metrics, responses = evaluate_generation(model, test, config=gen_cfg, name_of=ds.name_of)
         preds = [r.raw for r in responses]
         explained = _explain(model, test, train, ds.name_of)
         record["graphs"] = {k: v for k, v in model.graph_encoder.describe().items() if k != "config"}
+    counts = Counter(p.strip() for p in preds)
+    top, n_top = counts.most_common(1)[0] if preds else ("", 0)
+    # the issue's degeneration check: no response string should make up more than 5% of the responses
+    metrics = {**metrics, "top_response_share": n_top / max(len(preds), 1)}
+    record["top_response"] = top
     examples = [{"key": f"{s.dialog_id}#{s.turn_index}", "context": [list(t) for t in s.context[-2:]],
                  "gold": s.response, "generated": p} for s, p in zip(test[:20], preds[:20])]
     for ex, extra in zip(examples, explained):

@@ -157,6 +157,11 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         if "recall@10" in r["test"]:  # recommendation runs: always the full metric set, NaN where absent
             row.update({m: r["test"][m] for m in METRICS})
             row.update({f"excl/{m}": r["test"].get(f"excl/{m}", np.nan) for m in METRICS})
+            sl = r.get("test_slices", {})  # older results have no slices: NaN
+            for part in ("new", "mentioned"):
+                row.update({f"{part}/{m}": sl.get(part, {}).get(m, np.nan) for m in ("recall@10", "recall@50")})
+                row[f"{part}_count"] = sl.get(part, {}).get("count", np.nan)
+            row["top1 = popularity's"] = sl.get("top1_is_popularity_top1", np.nan)
         else:
             row.update({m: v for m, v in r["test"].items() if isinstance(v, (int, float))})
         if "valid" in r:

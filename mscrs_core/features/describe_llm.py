@@ -7,7 +7,8 @@ Only the standard library is used for HTTP.
 
 Configuration: arguments, else the environment variables ``MSCRS_LLM_BASE_URL``,
 ``MSCRS_LLM_MODEL``, ``MSCRS_LLM_API_KEY`` (falling back to ``OPENAI_BASE_URL`` /
-``OPENAI_API_KEY``). The API key is sent only in the ``Authorization`` header: it never
+``OPENAI_API_KEY``). The API key is sent only in the ``Authorization`` header, only to the
+endpoint's origin (a redirect to another scheme, host or port is refused, not followed): it never
 appears in logs, reprs or exception messages.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from importlib import resources
 from pathlib import Path
@@ -57,6 +59,31 @@ class LLMDescriberError(RuntimeError):
         super().__init__(message)
         self.item_key = item_key
         self.status = status
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in: two URLs share an origin iff these match."""
+    u = urllib.parse.urlsplit(url)
+    port = u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
+    return u.scheme.lower(), (u.hostname or "").lower(), port
+
+
+class _CrossOriginRedirect(Exception):
+    def __init__(self, target: str):
+        super().__init__(target)
+        self.target = target
+
+
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only within the endpoint's origin: the ``Authorization`` header (the API key) would
+    otherwise be sent to whatever host the redirect names."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+        target = urllib.parse.urljoin(req.full_url, newurl)
+        if _origin(target) != _origin(req.full_url):
+            scheme, host, port = _origin(target)
+            raise _CrossOriginRedirect(f"{scheme}://{host}" + (f":{port}" if port else ""))
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class _Retryable(Exception):
@@ -113,6 +140,7 @@ class LLMDescriber:
         self._sleep = sleep
         self._last_request: float | None = None
         self.requests_made = 0
+        self._opener = urllib.request.build_opener(_SameOriginRedirects)  # never sends the key to another origin
         tmpl_hash = hashlib.sha256((self.system_prompt or "").encode() + b"\0" + self.template.encode()).hexdigest()[:16]
         self.fingerprint = f"llm:{self.model}:prompt-{tmpl_hash}"
         self.cache = DescriptionCache(cache_dir, self.fingerprint) if cache_dir is not None else None
@@ -147,8 +175,14 @@ class LLMDescriber:
         self._wait_rate_limit()
         self.requests_made += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with self._opener.open(req, timeout=self.timeout) as resp:
                 return resp.read()
+        except _CrossOriginRedirect as r:
+            raise LLMDescriberError(
+                self._scrub(f"{self.url}: the server redirected the request for item {item.key!r} to another origin "
+                            f"({r.target}); not followed, so the API key is not sent there. If that endpoint is the "
+                            f"right one, set base_url / ${ENV_BASE_URL} to it"),
+                item_key=item.key) from None
         except urllib.error.HTTPError as e:
             try:
                 detail = e.read().decode("utf-8", "replace")[:300]

@@ -19,6 +19,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+from ..offline import OfflineModelError, pretrained_source
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 PAPER_IMAGE_ENCODER = "google/vit-large-patch16-224-in21k"  # a 1024-d ViT, as the paper's feature size implies
 POOLINGS = ("auto", "pooler", "cls", "mean")
@@ -119,11 +121,15 @@ class ImageEncoder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.name = str(model_name_or_path)
         try:
-            self.processor = AutoImageProcessor.from_pretrained(self.name)
-            self.model = AutoModel.from_pretrained(self.name)
+            src, kw = pretrained_source(model_name_or_path, what="image encoder")  # offline unless MSCRS_ALLOW_DOWNLOADS=1
+            self.processor = AutoImageProcessor.from_pretrained(src, **kw)
+            self.model = AutoModel.from_pretrained(src, **kw)
+        except OfflineModelError as e:  # fails at once: no request was made
+            raise OfflineModelError(f"could not load the image encoder {self.name!r}: {e}") from None
         except (OSError, ValueError) as e:
             raise OSError(f"could not load the image encoder {self.name!r} with AutoImageProcessor/AutoModel: {e}. "
-                          "Pass a local folder, or a hub name on a machine that has it cached or online.") from e
+                          "Pass a local folder, or a hub name in the local Hugging Face cache "
+                          "(or set MSCRS_ALLOW_DOWNLOADS=1 to download it).") from e
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.batch_size = batch_size

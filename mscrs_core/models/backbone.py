@@ -7,7 +7,11 @@ project's own miniature DialoGPT (:mod:`mscrs_core.models.tiny_dialogpt`).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -58,8 +62,61 @@ def freeze(model: nn.Module) -> nn.Module:
     return model
 
 
+def _gguf_fingerprint(path: Path) -> str:
+    """Cheap identity of a GGUF file (name, size, first MiB): enough to notice another release."""
+    h = hashlib.sha256(f"{path.name}:{path.stat().st_size}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:12]
+
+
+def materialize_gguf(folder: str, gguf_file: str, cache_dir: str | os.PathLike) -> Path:
+    """De-quantise a GGUF checkpoint once into a safetensors folder under ``cache_dir`` and return it.
+
+    Why: loading a GGUF de-quantises every tensor (13-24 s per process on 2 CPU cores) and transformers refuses
+    ``save_pretrained`` on the GGUF-loaded model; rebuilt from its config and saved as safetensors, the same
+    weights reload in about a second. The folder name carries a fingerprint of the GGUF file, so another release
+    is converted anew; the folder appears atomically (written under a temporary name, then renamed).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(folder) / gguf_file
+    target = Path(cache_dir) / f"{Path(gguf_file).stem}-{_gguf_fingerprint(src)}-dense"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    extra: dict = {}
+    try:  # transformers >= 5.2x keeps GGUF blocks packed unless told to de-quantise
+        from transformers import GgufConfig
+
+        extra["quantization_config"] = GgufConfig(gguf_file=gguf_file, dequantize=True)
+    except ImportError:
+        pass
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32, **extra)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the saved folder holds plain dense weights
+        del config.quantization_config
+    rebuilt = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = rebuilt.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or [k for k in missing if k != "lm_head.weight"]:  # the head is tied to the embeddings
+        raise ValueError(f"{src}: de-quantised weights do not fit the architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        rebuilt.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "config.json").is_file():
+            raise
+    return target
+
+
 def load_backbone(
-    name_or_path: str, *, gguf_file: str | None = None, dtype: torch.dtype = torch.float32
+    name_or_path: str, *, gguf_file: str | None = None, dtype: torch.dtype = torch.float32,
+    attn_implementation: str | None = None, cache_dir: str | os.PathLike | None = None,
 ):
     """Load a frozen Hugging Face causal LM and its tokenizer, offline.
 
@@ -68,7 +125,11 @@ def load_backbone(
             (e.g. the output of ``pretrain_tiny_dialogpt``) or a hub name already in the local HF cache
             (``"microsoft/DialoGPT-small"`` for the paper profile, if it was downloaded before).
         gguf_file: name of a GGUF file inside the folder (weights are de-quantised to ``dtype``).
-        dtype: parameter dtype.
+        dtype: parameter dtype (``torch.bfloat16`` halves a CPU step on processors with AMX/AVX512-BF16).
+        attn_implementation: e.g. ``"eager"`` (on CPU the fused attention's backward costs more than eager's
+            for short sequences) or ``"sdpa"``; None keeps the model's default.
+        cache_dir: where a GGUF checkpoint is converted once to safetensors (:func:`materialize_gguf`);
+            None loads the GGUF directly every time.
 
     Returns:
         ``(model, tokenizer)``; the model has ``requires_grad=False`` everywhere and is in eval mode; the
@@ -79,15 +140,24 @@ def load_backbone(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mscrs_core.offline import OfflineModelError, pretrained_source
+
     source, gguf = resolve_backbone(name_or_path, gguf_file)
-    local = Path(source).exists()
     if gguf is not None and not (Path(source) / gguf).is_file():
         raise FileNotFoundError(f"gguf_file {gguf!r} not found in {source!r}; " + _offline_choices())
-    kwargs: dict = {} if local else {"local_files_only": True}
+    if gguf is not None and cache_dir is not None:
+        source, gguf = str(materialize_gguf(source, gguf, Path(cache_dir))), None
+    try:  # a hub name loads from the local cache only, unless MSCRS_ALLOW_DOWNLOADS=1 (mscrs_core.offline)
+        source, kwargs = pretrained_source(source, what="backbone")
+    except OfflineModelError as err:
+        raise OfflineModelError(f"{err}; " + _offline_choices()) from None
     if gguf is not None:
         kwargs["gguf_file"] = gguf
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items()
+                                                            if k != "attn_implementation"})
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise FileNotFoundError(

@@ -18,6 +18,16 @@ Sequence (token ids, LEFT-padded like :class:`~mscrs_core.models.collate.RecColl
 ``context_mask`` [B, L]: 1 on the context + prefix tokens (T_s of Eq. 27 is pooled over these only, never over
 the response that teacher forcing puts in the input).
 
+``layout="suffix"`` (the ``suffix`` prompt order, :mod:`~mscrs_core.models.context_states`): the context and the
+part after the soft prompt are separate tensors, because the context's key/value states are computed once and the
+prompt goes between the two:
+
+    ``context_ids``/``context_mask`` [B, T]: the context ids only (no "System:"), LEFT-padded;
+    ``input_ids``/``attention_mask``/``labels`` [B, S]: "System:" ids + " <response>" ids + EOS (training) or
+    "System:" ids only (generation), RIGHT-padded; ``labels`` -100 on "System:" and on padding.
+
+``loss_on="all"`` is not available there (the context's tokens would need their own logits pass).
+
 Entity slots: ``entity_ids``/``entity_mask`` [B, q], the last q ids of ``entities_fn(sample)`` right-aligned
 (default: the sample's context entities; the generator passes its Eq. 25 enhanced order). ``features_fn`` adds the
 Eq. 26 inputs (``ctx_emb``, ``nb_emb``, ``nb_weight``, ``nb_index``).
@@ -32,6 +42,7 @@ import torch
 from mscrs_core.models.collate import context_text
 
 LOSS_ON = ("response", "all")
+LAYOUTS = ("prefix", "suffix")
 RESPONSE_PREFIX = "System:"
 
 
@@ -53,7 +64,12 @@ class ConvCollator:
                  max_entities: int = 32, loss_on: str = "response", generation: bool = False,
                  entities_fn: Callable[[Any], Sequence[int]] | None = None,
                  features_fn: Callable[[Sequence[Any]], dict[str, torch.Tensor]] | None = None,
-                 response_prefix: str = RESPONSE_PREFIX):
+                 response_prefix: str = RESPONSE_PREFIX, layout: str = "prefix"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+        if layout == "suffix" and loss_on == "all":
+            raise ValueError("layout='suffix' supervises the response only (loss_on='response')")
+        self.layout = layout
         if loss_on not in LOSS_ON:
             raise ValueError(f"loss_on: expected one of {LOSS_ON}, got {loss_on!r}")
         if max_context_length < 1 or max_response_length < 2 or max_entities < 1:
@@ -89,6 +105,8 @@ class ConvCollator:
     def __call__(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
         if not samples:
             raise ValueError("samples: expected a non-empty batch")
+        if self.layout == "suffix":
+            return self._suffix(samples)
         seqs, lab = [], []
         for s in samples:
             ctx, resp = self.parts(s)
@@ -104,20 +122,59 @@ class ConvCollator:
         attention_mask = torch.zeros((b, width), dtype=torch.long)
         labels = torch.full((b, width), -100, dtype=torch.long)
         context_mask = torch.zeros((b, width), dtype=torch.long)
-        entity_ids = torch.zeros((b, q), dtype=torch.long)
-        entity_mask = torch.zeros((b, q), dtype=torch.bool)
         for i, (s, ids, lb) in enumerate(zip(samples, seqs, lab)):
             input_ids[i, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
             attention_mask[i, width - len(ids):] = 1
             labels[i, width - len(ids):] = torch.tensor(lb, dtype=torch.long)
             n_ctx = len(self.parts(s)[0])
             context_mask[i, width - len(ids):width - len(ids) + n_ctx] = 1
+        entity_ids, entity_mask = self._entities(samples)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "context_mask": context_mask,
+                 "entity_ids": entity_ids, "entity_mask": entity_mask}
+        if not self.generation:
+            batch["labels"] = labels
+        if self.features_fn is not None:
+            batch.update(self.features_fn(samples))
+        return batch
+
+    def _entities(self, samples: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        q = self.max_entities
+        entity_ids = torch.zeros((len(samples), q), dtype=torch.long)
+        entity_mask = torch.zeros((len(samples), q), dtype=torch.bool)
+        for i, s in enumerate(samples):
             ents = [int(e) for e in self.entities_fn(s)][-q:]
             if ents:
                 entity_ids[i, q - len(ents):] = torch.tensor(ents, dtype=torch.long)
                 entity_mask[i, q - len(ents):] = True
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "context_mask": context_mask,
-                 "entity_ids": entity_ids, "entity_mask": entity_mask}
+        return entity_ids, entity_mask
+
+    def _suffix(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """The ``layout="suffix"`` batch (module docstring)."""
+        n_prefix = len(self.prefix_ids)
+        ctxs, tails, labs = [], [], []
+        for s in samples:
+            ctx, resp = self.parts(s)
+            ctxs.append(ctx[: len(ctx) - n_prefix])
+            tail = self.prefix_ids + ([] if self.generation else resp)
+            tails.append(tail)
+            labs.append([-100] * n_prefix + ([] if self.generation else resp))
+        b, t, w = len(samples), max(len(c) for c in ctxs), max(max(len(x) for x in tails), 1)
+        pad = self.tokenizer.pad_token_id
+        context_ids = torch.full((b, t), pad, dtype=torch.long)
+        context_mask = torch.zeros((b, t), dtype=torch.long)
+        input_ids = torch.full((b, w), pad, dtype=torch.long)
+        attention_mask = torch.zeros((b, w), dtype=torch.long)
+        labels = torch.full((b, w), -100, dtype=torch.long)
+        for i, (c, x, lb) in enumerate(zip(ctxs, tails, labs)):
+            context_ids[i, t - len(c):] = torch.tensor(c, dtype=torch.long)
+            context_mask[i, t - len(c):] = 1
+            if x:
+                input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+                attention_mask[i, :len(x)] = 1
+                labels[i, :len(lb)] = torch.tensor(lb, dtype=torch.long)
+        entity_ids, entity_mask = self._entities(samples)
+        batch = {"context_ids": context_ids, "context_mask": context_mask, "input_ids": input_ids,
+                 "attention_mask": attention_mask, "entity_ids": entity_ids, "entity_mask": entity_mask}
         if not self.generation:
             batch["labels"] = labels
         if self.features_fn is not None:

@@ -24,6 +24,23 @@ the context graph), ``use_context_mapping=False`` ("w/o -c": T_tilde_s = T_hat_s
 feeds them to the LM; here T_hat_s = T (no V_tilde_s, so the graph encoder is not run at all, which gives the same
 output). Combine with ``loss_on="all"`` for their collator (labels on context and response tokens).
 
+``prompt_position`` (where the soft prompt goes):
+
+* ``"prefix"`` (default, Eq. 28 as printed, the ``paper`` profile): c_s = [T_tilde_s; O_cov; s], one pass of the
+  frozen backbone over prompt, context and response, the prompt's gradient flowing through the whole context.
+* ``"suffix"`` (the CPU order): [s; T_tilde_s; O_cov; "System:"; response]. The context's key/value states do not
+  depend on any trainable parameter, so they are computed ONCE without autograd
+  (:func:`~mscrs_core.models.context_states.encode_context`, or looked up in
+  :attr:`MSCRSGenerator.state_bank`, a :class:`~mscrs_core.models.context_states.ContextStateBank`) and only the
+  prompt, "System:" and response positions run with autograd
+  (:func:`~mscrs_core.models.context_states.run_after_context`). Loss and gradients equal one uncached pass over
+  the same sequence (:meth:`MSCRSGenerator.suffix_hidden` with ``cached=False``; tests check it). T (Eq. 27's
+  text embedding) is still the mean input embedding of the context tokens. The context is embedded with the
+  backbone's own (frozen) placeholder row, so cached states stay valid while the placeholder vector trains; the
+  trainable vector acts on the response side (inputs and the placeholder's logit) and
+  :meth:`MSCRSGenerator.sync_placeholder` leaves the backbone untouched (generation substitutes it itself,
+  :mod:`~mscrs_core.models.generate`).
+
 The ``<movie>`` placeholder is ONE token: it is added to the tokenizer as a special token and the frozen backbone
 gets a matching embedding row (``resize_token_embeddings``). Its value is a trainable vector (initialised to the
 mean of the existing input embeddings; a second vector, initialised to the mean output embedding, when input and
@@ -43,6 +60,7 @@ from torch import Tensor, nn
 
 from mscrs_core.data.samples import MOVIE_PLACEHOLDER
 from mscrs_core.models.backbone import decoder_of
+from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, encode_context, run_after_context
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
 from mscrs_core.models.conv_collate import LOSS_ON, ConvCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
@@ -73,8 +91,13 @@ class ConvConfig:
     max_response_length: int = 80
     text_embedder: str = "minilm"  # E_s^(0): "minilm" | "hf:<model>" | "hashing:<dim>"
     placeholder: str = MOVIE_PLACEHOLDER
+    prompt_position: str = "prefix"  # "prefix" (Eq. 28: [prompt; s]) | "suffix" ([s; prompt], cached context states)
 
     def __post_init__(self) -> None:
+        if self.prompt_position not in PROMPT_POSITIONS:
+            raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
+        if self.prompt_position == "suffix" and self.loss_on != "response":
+            raise ValueError("prompt_position='suffix' supervises the response only (loss_on='response')")
         if self.graph_variant not in GRAPH_VARIANTS:
             raise ValueError(f"graph_variant: expected one of {GRAPH_VARIANTS}, got {self.graph_variant!r}")
         if self.loss_on not in LOSS_ON:
@@ -174,6 +197,10 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
                                                       mlp_hidden=cfg.mapping_mlp_hidden, embedding_std=emb_std)
             self.featurizer = ContextFeaturizer(bank, embedder, self.enhancer)
         self.bank, self.embedder = bank, embedder
+        #: ``prompt_position="suffix"``: a ContextStateBank to take context states from (None: encode per batch)
+        self.state_bank = None
+        #: use :attr:`state_bank` in training mode too (else only in eval mode: validation loss, generation)
+        self.state_bank_in_training = True
 
     # ------------------------------------------------------------------ placeholder row
     def _resize_backbone(self) -> None:
@@ -193,7 +220,12 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
 
     @torch.no_grad()
     def sync_placeholder(self) -> None:
-        """Copy the trained placeholder vector(s) into the backbone's row(s) (before ``generate``)."""
+        """Copy the trained placeholder vector(s) into the backbone's row(s) (before ``generate``).
+
+        ``prompt_position="suffix"``: nothing is copied (cached context states were computed with the backbone's
+        row; generation substitutes the trained vectors itself)."""
+        if self.config.prompt_position == "suffix":
+            return
         w = self.backbone.get_input_embeddings().weight
         w[self.placeholder_id] = self.placeholder_in.to(w.dtype)
         out = self.backbone.get_output_embeddings()
@@ -220,7 +252,7 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         return ConvCollator(self.tokenizer, max_context_length=cfg.max_context_length,
                             max_response_length=cfg.max_response_length, max_entities=cfg.max_entities,
                             loss_on=cfg.loss_on, generation=generation, entities_fn=self.slot_entities,
-                            features_fn=self.featurizer)
+                            features_fn=self.featurizer, layout=cfg.prompt_position)
 
     def embed_tokens(self, input_ids: Tensor) -> Tensor:
         """Backbone input embeddings with the trainable placeholder vector at placeholder positions."""
@@ -228,10 +260,15 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         is_ph = (input_ids == self.placeholder_id).unsqueeze(-1)
         return torch.where(is_ph, self.placeholder_in.to(emb.dtype), emb)
 
-    def build_prompt(self, batch: dict[str, Tensor], token_embeds: Tensor) -> tuple[Tensor, Tensor]:
-        """[T_tilde_s; O_cov] (the soft part of Eq. 28) and L_fuse. Returns ([B, p + n, H], scalar)."""
+    def build_prompt(self, batch: dict[str, Tensor], token_embeds: Tensor,
+                     ctx_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """[T_tilde_s; O_cov] (the soft part of Eq. 28) and L_fuse. Returns ([B, p + n, H], scalar).
+
+        ``token_embeds``/``ctx_mask``: the tokens T is pooled over and their mask (default: the batch's
+        ``context_mask``, else its ``attention_mask``)."""
         cfg = self.config
-        ctx_mask = batch.get("context_mask", batch["attention_mask"])
+        if ctx_mask is None:
+            ctx_mask = batch.get("context_mask", batch["attention_mask"])
         p = cfg.n_entity_prompt
         if cfg.graph_variant == "authors_code":
             t_s = PromptEncoder.text_embedding(token_embeds, ctx_mask)
@@ -252,6 +289,9 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
 
     def inputs_embeds(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """c_s = [T_tilde_s; O_cov; s] (Eq. 28): (inputs_embeds, attention_mask, position_ids, L_fuse)."""
+        if self.config.prompt_position == "suffix":
+            raise ValueError("inputs_embeds: prompt_position='suffix' has no single input sequence; "
+                             "use suffix_inputs / suffix_hidden")
         token_embeds = self.embed_tokens(batch["input_ids"])
         prompt, fuse = self.build_prompt(batch, token_embeds)
         embeds, mask, positions = assemble_inputs(prompt, token_embeds, batch["attention_mask"])
@@ -262,25 +302,67 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         return self.config.n_entity_prompt + self.config.n_task_prompt
 
     # ------------------------------------------------------------------ loss
+    # ------------------------------------------------------------------ suffix order
+    def context_states(self, context_ids: Tensor, context_mask: Tensor) -> ContextStates:
+        """Key/value states of left-padded contexts: from :attr:`state_bank` when set, else encoded now."""
+        if self.state_bank is not None and (self.state_bank_in_training or not self.training):
+            return self.state_bank.lookup(context_ids, context_mask).to(context_ids.device)
+        return encode_context(self.backbone, context_ids, context_mask)
+
+    def suffix_inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The positions after the context: ([T_tilde_s; O_cov; tail] embeddings [B, P + S, H], their mask,
+        L_fuse); the tail is the batch's ``input_ids`` ("System:" and, in training, the response)."""
+        ctx_embeds = self.embed_tokens(batch["context_ids"])
+        prompt, fuse = self.build_prompt(batch, ctx_embeds, batch["context_mask"])
+        tail = self.embed_tokens(batch["input_ids"])
+        embeds = torch.cat([prompt.to(tail.dtype), tail], dim=1)
+        ones = batch["attention_mask"].new_ones(prompt.shape[0], prompt.shape[1])
+        return embeds, torch.cat([ones, batch["attention_mask"]], dim=1), fuse
+
+    def suffix_hidden(self, batch: dict[str, Tensor], cached: bool = True) -> tuple[Tensor, Tensor]:
+        """Last hidden states of the positions after the context, [B, P + S, H], and L_fuse.
+
+        ``cached=True``: context states once without autograd, then :func:`run_after_context`; ``False``: one
+        uncached pass over [context; prompt; tail] (the reference the cached path must equal)."""
+        embeds, mask, fuse = self.suffix_inputs(batch)
+        ctx_ids, ctx_mask = batch["context_ids"], batch["context_mask"]
+        if cached:
+            return run_after_context(self.backbone, self.context_states(ctx_ids, ctx_mask), embeds, mask), fuse
+        ctx = self.backbone.get_input_embeddings()(ctx_ids)  # the backbone's own rows, as in encode_context
+        full = torch.cat([ctx, embeds.to(ctx.dtype)], dim=1)
+        full_mask = torch.cat([ctx_mask.long(), mask.long()], dim=1)
+        positions = (full_mask.cumsum(1) - 1).clamp_min(0)
+        hidden = decoder_of(self.backbone)(inputs_embeds=full, attention_mask=full_mask, position_ids=positions,
+                                           use_cache=False).last_hidden_state
+        return hidden[:, ctx_ids.shape[1]:], fuse
+
+    def token_logits(self, hidden: Tensor) -> Tensor:
+        """Vocabulary logits (fp32) with the trainable placeholder vector as the placeholder's output row."""
+        logits = self.backbone.get_output_embeddings()(hidden).float()
+        ph_vec = self.placeholder_in if self.placeholder_out is None else self.placeholder_out
+        ph_logit = hidden.float() @ ph_vec.float()
+        col = torch.arange(logits.shape[-1], device=logits.device) == self.placeholder_id
+        return torch.where(col, ph_logit.unsqueeze(-1), logits)
+
+    # ------------------------------------------------------------------ loss
     def forward(self, batch: dict[str, Tensor]) -> ConvOutput:
         """Eq. (29) on a training batch from :meth:`make_collator`."""
-        embeds, mask, positions, fuse = self.inputs_embeds(batch)
         labels = batch["labels"]
         pad = labels.new_full((labels.shape[0], self.prompt_length), -100)
-        labels = torch.cat([pad, labels], dim=1)  # aligned with assemble_inputs' [pads, prompt, tokens]
-        hidden = decoder_of(self.backbone)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                                           use_cache=False).last_hidden_state
+        labels = torch.cat([pad, labels], dim=1)  # prefix: [pads, prompt, tokens]; suffix: [prompt, tail]
+        if self.config.prompt_position == "suffix":
+            hidden, fuse = self.suffix_hidden(batch)
+        else:
+            embeds, mask, positions, fuse = self.inputs_embeds(batch)
+            hidden = decoder_of(self.backbone)(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                               use_cache=False).last_hidden_state
         target = labels[:, 1:]
         rows, cols = (target != -100).nonzero(as_tuple=True)
         if rows.numel() == 0:
             raise ValueError("batch: no supervised token (every label is -100)")
         h = hidden[:, :-1][rows, cols]  # states that predict the supervised tokens only
         y = target[rows, cols]
-        logits = self.backbone.get_output_embeddings()(h).float()
-        ph_vec = self.placeholder_in if self.placeholder_out is None else self.placeholder_out
-        ph_logit = h.float() @ ph_vec.float()
-        col = torch.arange(logits.shape[1], device=logits.device) == self.placeholder_id
-        logits = torch.where(col, ph_logit.unsqueeze(1), logits)  # trainable placeholder row (output side)
+        logits = self.token_logits(h)  # trainable placeholder row (output side)
         nll_tok = F.cross_entropy(logits, y, reduction="none")
         if self.config.loss_reduction == "token":
             nll = nll_tok.mean()

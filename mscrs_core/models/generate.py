@@ -5,6 +5,14 @@
   ``max_new_tokens``, ``no_repeat_ngram_size``, ``num_beams``, ``length_penalty`` as parameters; no sampling.
   With ``inputs_embeds`` only, Hugging Face's no-repeat-n-gram constraint sees the GENERATED tokens only (the
   context has no ids), as in the authors' and UniCRS's runs. Generation stops at EOS.
+* ``prompt_position="suffix"`` (:mod:`~mscrs_core.models.conversation`): :func:`generate_suffix`, an explicit
+  batched greedy / beam-search loop: the context's states come from the generator's state bank or one no-grad
+  pass, then [T_tilde_s; O_cov; "System:"] runs once after them and every new token is one incremental step over
+  the growing key/value cache. Token inputs and the placeholder's logit use the generator's trainable placeholder
+  vectors (as in training). The same decoding rules: EOS stops a row, ``no_repeat_ngram_size`` bans n-grams of the
+  GENERATED tokens (as Hugging Face with ``inputs_embeds``), ``min_new_tokens`` bans EOS before it, beam search
+  ranks finished hypotheses by ``sum log p / length ** length_penalty`` and stops a row once ``num_beams`` of them
+  are finished (``early_stopping=True``).
 * :func:`fill_placeholders`: every ``<movie>`` of a generated response is replaced, left to right, by the next
   item of the recommender's ranking for that context (UniCRS fills ``<movie>`` slots with its recommender's
   predictions); items in ``exclude`` (e.g. those already mentioned in the dialog) are skipped.
@@ -61,6 +69,8 @@ def generate_ids(generator, batch: dict[str, torch.Tensor], config: GenerationCo
     """New token ids per row (EOS and what follows removed) for a generation batch
     (``generator.make_collator(generation=True)``)."""
     cfg = config or GenerationConfig()
+    if getattr(generator.config, "prompt_position", "prefix") == "suffix":
+        return generate_suffix(generator, batch, cfg)
     was_training = generator.training
     generator.eval()
     generator.sync_placeholder()
@@ -85,6 +95,133 @@ def generate_ids(generator, batch: dict[str, torch.Tensor], config: GenerationCo
             row = row[: row.index(tok.eos_token_id)]
         seqs.append(row)
     return seqs
+
+
+def _banned(tokens: list[int], n: int) -> set[int]:
+    """Tokens that would repeat an n-gram of ``tokens`` (no_repeat_ngram_size = n)."""
+    if n <= 0 or len(tokens) < n - 1:
+        return set()
+    if n == 1:
+        return set(tokens)
+    prefix = tuple(tokens[len(tokens) - n + 1:])
+    return {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix}
+
+
+@torch.no_grad()
+def generate_suffix(generator, batch: dict[str, torch.Tensor], config: GenerationConfig | None = None
+                    ) -> list[list[int]]:
+    """Greedy or beam decoding in the ``suffix`` prompt order (module docstring); new ids per row, EOS removed."""
+    from mscrs_core.models.backbone import decoder_of
+
+    cfg = config or GenerationConfig()
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.backbone.parameters()).device
+    batch = _batch_to(batch, device)
+    eos = generator.tokenizer.eos_token_id
+    b, k = batch["context_ids"].shape[0], cfg.num_beams
+    states = generator.context_states(batch["context_ids"], batch["context_mask"])
+    embeds, mask, _ = generator.suffix_inputs(batch)
+    dtype = next(generator.backbone.parameters()).dtype
+    if k > 1:  # hypotheses of row i are rows i*k .. i*k+k-1
+        idx = torch.arange(b, device=device).repeat_interleave(k)
+        states = type(states)(states.keys.index_select(1, idx.to(states.keys.device)),
+                              states.values.index_select(1, idx.to(states.keys.device)),
+                              states.attention_mask.index_select(0, idx.to(states.attention_mask.device)))
+        embeds, mask = embeds.index_select(0, idx), mask.index_select(0, idx)
+    states = states.to(device, dtype)
+    cache = states.as_cache()
+    full_mask = torch.cat([states.attention_mask.long(), mask.long()], dim=1)
+    # tail rows are right-padded: the next token follows the last REAL position of each row (padded positions stay
+    # in the cache, masked out for every later step)
+    last = mask.long().sum(1) - 1
+    positions = states.length.unsqueeze(1) + mask.long().cumsum(1) - 1
+    decoder = decoder_of(generator.backbone)
+    out = decoder(inputs_embeds=embeds.to(dtype), attention_mask=full_mask, position_ids=positions.clamp_min(0),
+                  cache=cache, use_cache=True)
+    cache = out.cache
+    hidden = out.last_hidden_state[torch.arange(embeds.shape[0], device=device), last]
+    next_pos = positions.gather(1, last.unsqueeze(1)) + 1
+    n = b * k
+    seqs: list[list[int]] = [[] for _ in range(n)]
+    alive = torch.zeros(b, k, device=device)
+    if k > 1:
+        alive[:, 1:] = float("-inf")  # all beams start identical: expand beam 0 only at the first step
+    done = [False] * b
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    for step in range(cfg.max_new_tokens):
+        logp = torch.log_softmax(generator.token_logits(hidden), dim=-1)  # [n, V]
+        if step < cfg.min_new_tokens:
+            logp[:, eos] = float("-inf")
+        if cfg.no_repeat_ngram_size:
+            for r in range(n):
+                ban = _banned(seqs[r], cfg.no_repeat_ngram_size)
+                if ban:
+                    logp[r, list(ban)] = float("-inf")
+        if k == 1:
+            nxt = logp.argmax(-1)
+            for r in range(n):
+                if not done[r]:
+                    tok = int(nxt[r])
+                    if tok == eos:
+                        done[r] = True
+                    else:
+                        seqs[r].append(tok)
+            if all(done):
+                break
+            nxt = torch.where(torch.tensor(done, device=device), torch.full_like(nxt, eos), nxt)
+            order = None
+        else:
+            v = logp.shape[-1]
+            cand = (alive.view(b, k, 1) + logp.view(b, k, v)).view(b, k * v)
+            top_s, top_i = cand.topk(2 * k, dim=1)
+            new_alive = torch.full((b, k), float("-inf"), device=device)
+            order = torch.arange(n, device=device)
+            nxt = torch.full((n,), eos, dtype=torch.long, device=device)
+            new_seqs = [list(x) for x in seqs]
+            for i in range(b):
+                if done[i]:
+                    continue
+                j = 0
+                for sc, ci in zip(top_s[i].tolist(), top_i[i].tolist()):
+                    if sc == float("-inf") or j == k:
+                        break
+                    beam, tok = divmod(ci, v)
+                    src = i * k + beam
+                    if tok == eos:
+                        finished[i].append((sc / max(len(seqs[src]), 1) ** cfg.length_penalty, list(seqs[src])))
+                        continue
+                    new_seqs[i * k + j] = seqs[src] + [tok]
+                    new_alive[i, j] = sc
+                    order[i * k + j] = src
+                    nxt[i * k + j] = tok
+                    j += 1
+                if len(finished[i]) >= k or j == 0:
+                    done[i] = True
+            seqs, alive = new_seqs, new_alive
+            if all(done):
+                break
+            for layer in cache.layers:  # follow the surviving hypotheses
+                layer.keys, layer.values = layer.keys.index_select(0, order), layer.values.index_select(0, order)
+            full_mask = full_mask.index_select(0, order)
+            next_pos = next_pos.index_select(0, order)
+        if step == cfg.max_new_tokens - 1:
+            break
+        full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
+        emb = generator.embed_tokens(nxt.unsqueeze(1)).to(dtype)
+        out = decoder(inputs_embeds=emb, attention_mask=full_mask, position_ids=next_pos, cache=cache, use_cache=True)
+        cache, hidden, next_pos = out.cache, out.last_hidden_state[:, -1], next_pos + 1
+    generator.train(was_training)
+    if k == 1:
+        return seqs
+    result = []
+    for i in range(b):
+        pool = list(finished[i])
+        if not done[i] or not pool:  # out of tokens: the surviving hypotheses compete too
+            pool += [(float(alive[i, j]) / max(len(seqs[i * k + j]), 1) ** cfg.length_penalty, seqs[i * k + j])
+                     for j in range(k) if alive[i, j] > float("-inf")]
+        result.append(max(pool, key=lambda x: x[0])[1] if pool else [])
+    return result
 
 
 def decode(tokenizer, ids: Sequence[int]) -> str:

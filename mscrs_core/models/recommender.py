@@ -22,18 +22,90 @@ Only ``rec_scope`` is offered as the code's option, because it changes the metri
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mscrs_core.models.backbone import decoder_of
+from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank, run_after_context
 from mscrs_core.models.frozen import FrozenBackboneMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 REC_SCOPES = ("items", "all_entities")
 TASKS = ("rec", "pretrain")
+HEADS = ("dot", "cosine")
+
+
+@dataclass
+class RecommenderConfig:
+    """Every hyper-parameter of :class:`MSCRSRecommender`, with its default, in one place (saved with the model).
+
+    Paper (Eq. 17-24): ``head="dot"``, ``item_bias=False``, ``entity_skip=False``, ``prompt_position="prefix"``.
+    The CPU recipe of the book (chapter 3 names each deviation):
+
+    * ``head="cosine"``: logits = s * cos(r_hat, e_i) with a learned scale s = exp(log_scale) (init
+      ``init_scale``): the scale of the scores can grow without the entity rows having to grow with it.
+    * ``item_bias=True``: a learned per-item bias b_i (initialised to log popularity by
+      :meth:`MSCRSRecommender.init_item_bias`), so popularity need not be written into the item rows.
+    * ``entity_skip=True``: r_hat = lm_scale * W_proj h_last + mean of the context's entity rows: the context
+      entities reach the score directly, not only through the language model; with ``zero_init_projection`` the
+      untrained model is exactly the graph scorer plus the popularity bias, and training adds what the LM
+      contributes. ``lm_scale`` keeps the two terms commensurate: the entity rows start with norms near 0.1
+      while an LM state has hundreds of coordinates of order one, so a projection trained at the prompt's rate
+      would drown the entity term within an epoch (the head is a cosine: only the ratio of the terms matters).
+    * ``prompt_position="suffix"``: [s; V_hat; O_rec] instead of Eq. (19)'s [V_hat; O_rec; s], so the context's
+      key/value states are computed once without gradient (:mod:`~mscrs_core.models.context_states`).
+    """
+
+    max_entities: int = 32  # q
+    n_entity_prompt: int = 4  # p
+    n_task_prompt: int = 10  # length of O_rec (the paper's range 10..50)
+    tau: float = 0.07  # Eq. (18)
+    fuse_weight: float = 0.1  # delta, Eq. (22)/(24)
+    fuse_variant: str = "paper"
+    rec_scope: str = "items"  # "items" (Eq. 23) | "all_entities" (UniCRS / authors' code)
+    head: str = "cosine"  # "dot" (Eq. 21/23) | "cosine"
+    init_scale: float = 10.0  # cosine head: initial logit scale
+    item_bias: bool = True
+    entity_skip: bool = True
+    zero_init_projection: bool = True
+    lm_scale: float = 0.1  # with entity_skip: r_hat = skip + lm_scale * W_proj h (see the class docstring)
+    prompt_position: str = "suffix"  # "prefix" (Eq. 19) | "suffix"
+
+    def __post_init__(self) -> None:
+        if self.rec_scope not in REC_SCOPES:
+            raise ValueError(f"rec_scope: expected one of {REC_SCOPES}, got {self.rec_scope!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+        if self.prompt_position not in PROMPT_POSITIONS:
+            raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
+        if self.fuse_weight < 0:
+            raise ValueError(f"fuse_weight: expected >= 0, got {self.fuse_weight}")
+        if self.init_scale <= 0:
+            raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
+        if self.lm_scale <= 0:
+            raise ValueError(f"lm_scale: expected > 0, got {self.lm_scale}")
+
+    @classmethod
+    def paper(cls, **overrides) -> "RecommenderConfig":
+        """Eq. (17)-(24) as printed: dot-product head, no item bias, no skip path, prompt before the context."""
+        base = dict(head="dot", item_bias=False, entity_skip=False, zero_init_projection=False,
+                    prompt_position="prefix")
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RecommenderConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"RecommenderConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
 
 
 @dataclass
@@ -54,10 +126,7 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         backbone: frozen Hugging Face causal LM (from :func:`~mscrs_core.models.backbone.load_backbone`).
         item_ids: LongTensor[N] of entity ids; position = item index (the ranking axis).
         tokenizer: the backbone's tokenizer, kept for building collators (not a module).
-        max_entities, n_entity_prompt, n_task_prompt, tau, fuse_variant: see
-            :class:`~mscrs_core.models.prompt_encoder.PromptEncoder`.
-        fuse_weight: delta in Eq. (22)/(24).
-        rec_scope: ``"items"`` (paper, Eq. 23) or ``"all_entities"`` (UniCRS / authors' code).
+        config: :class:`RecommenderConfig`; keyword arguments named like its fields override it.
         entity_dim: d; inferred by calling ``graph_encoder()`` once when omitted.
     """
 
@@ -68,20 +137,13 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         item_ids: Tensor,
         *,
         tokenizer=None,
-        max_entities: int = 32,
-        n_entity_prompt: int = 4,
-        n_task_prompt: int = 10,
-        tau: float = 0.07,
-        fuse_weight: float = 0.1,
-        fuse_variant: str = "paper",
-        rec_scope: str = "items",
+        config: RecommenderConfig | None = None,
         entity_dim: int | None = None,
+        **overrides,
     ):
         super().__init__()
-        if rec_scope not in REC_SCOPES:
-            raise ValueError(f"rec_scope: expected one of {REC_SCOPES}, got {rec_scope!r}")
-        if fuse_weight < 0:
-            raise ValueError(f"fuse_weight: expected >= 0, got {fuse_weight}")
+        config = replace(config or RecommenderConfig(), **overrides) if overrides else (config or RecommenderConfig())
+        self.config = config
         self.graph_encoder = graph_encoder
         self.backbone = backbone
         if any(p.requires_grad for p in backbone.parameters()):
@@ -107,12 +169,48 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         hidden = backbone.config.hidden_size
         emb_std = float(backbone.get_input_embeddings().weight.detach().float().std())
         self.prompt_encoder = PromptEncoder(
-            entity_dim, hidden, max_entities=max_entities, n_entity_prompt=n_entity_prompt,
-            n_task_prompt=n_task_prompt, tau=tau, fuse_variant=fuse_variant, embedding_std=emb_std,
+            entity_dim, hidden, max_entities=config.max_entities, n_entity_prompt=config.n_entity_prompt,
+            n_task_prompt=config.n_task_prompt, tau=config.tau, fuse_variant=config.fuse_variant,
+            embedding_std=emb_std,
         )
         self.projection = nn.Linear(hidden, entity_dim)  # r_hat in R^d (Eq. 20) to score against E_final
-        self.fuse_weight, self.rec_scope = fuse_weight, rec_scope
+        if config.zero_init_projection:
+            nn.init.zeros_(self.projection.weight)
+            nn.init.zeros_(self.projection.bias)
+        if config.head == "cosine":
+            self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
+        if config.item_bias:
+            self.item_bias = nn.Parameter(torch.zeros(item_ids.numel()))
+        self.fuse_weight, self.rec_scope = config.fuse_weight, config.rec_scope
+        self.context_bank: ContextStateBank | None = None
+        self.lm_path = True
 
+    def close_lm_path(self, closed: bool = True) -> None:
+        """Skip the language model: r_hat = the mean context-entity row (the skip path) alone.
+
+        With a zero-initialised projection this is exactly the model's own untrained output, so a warm-up in
+        this state trains the graph side, the scale and the item bias at a fraction of a step's cost (no
+        backbone pass) before the prompt and the language model join (``entity_skip`` must be on).
+        """
+        if closed and not self.config.entity_skip:
+            raise ValueError("close_lm_path: needs entity_skip=True (otherwise nothing reaches the score)")
+        self.lm_path = not closed
+
+    def init_item_bias(self, counts: Tensor) -> None:
+        """Start the item bias at log popularity: log((count_i + 1) / sum_j (count_j + 1))."""
+        if not self.config.item_bias:
+            raise ValueError("init_item_bias: the model has no item bias (config.item_bias=False)")
+        counts = torch.as_tensor(counts, dtype=torch.float).flatten()
+        if counts.numel() != self.item_ids.numel():
+            raise ValueError(f"counts: expected {self.item_ids.numel()} values (one per item), got {counts.numel()}")
+        with torch.no_grad():
+            self.item_bias.copy_(torch.log_softmax(torch.log(counts + 1.0), dim=0))
+
+    def attach_context_bank(self, bank: ContextStateBank | None) -> None:
+        """Use ``bank`` for the context's key/value states (``prompt_position="suffix"`` only); None: uncached."""
+        if bank is not None and self.config.prompt_position != "suffix":
+            raise ValueError("attach_context_bank: only the suffix prompt order reuses context states")
+        self.context_bank = bank
 
     # ------------------------------------------------------------------ model
     def encode(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -121,14 +219,45 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         ids = batch["entity_ids"]
         if ids.numel() and int(ids.max()) >= table.shape[0]:
             raise ValueError(f"entity_ids: id {int(ids.max())} outside the entity table of size {table.shape[0]}")
+        mask = batch["attention_mask"]
         token_embeds = self.backbone.get_input_embeddings()(batch["input_ids"])
-        out = self.prompt_encoder(table[ids], batch["entity_mask"], token_embeds, batch["attention_mask"])
-        embeds, mask, positions = assemble_inputs(out.prompt, token_embeds, batch["attention_mask"])
-        hidden = decoder_of(self.backbone)(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=False
-        ).last_hidden_state
-        r_hat = self.projection(hidden[:, -1])  # last (always real) token, Eq. (20)
+        v_s = table[ids]
+        out = self.prompt_encoder(v_s, batch["entity_mask"], token_embeds.float(), mask)
+        if not self.lm_path:
+            m = batch["entity_mask"].unsqueeze(-1).to(v_s.dtype)
+            return (v_s * m).sum(1) / m.sum(1).clamp_min(1.0), out.fuse_loss, table
+        if self.config.prompt_position == "prefix":
+            embeds, full_mask, positions = assemble_inputs(out.prompt, token_embeds, mask)
+            hidden = decoder_of(self.backbone)(
+                inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False
+            ).last_hidden_state
+        elif self.context_bank is not None:  # [s; prompt], s's states computed once without grad
+            states = self.context_bank.lookup(batch["input_ids"], mask)
+            hidden = run_after_context(self.backbone, states, out.prompt)
+        else:  # [s; prompt] in one pass (the reference the cached path is tested against)
+            embeds = torch.cat([token_embeds, out.prompt.to(token_embeds.dtype)], dim=1)
+            full_mask = torch.cat([mask, torch.ones_like(mask[:, :1]).expand(-1, out.prompt.shape[1])], dim=1)
+            positions = (full_mask.cumsum(1) - 1).clamp_min(0)
+            hidden = decoder_of(self.backbone)(
+                inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False
+            ).last_hidden_state
+        r_hat = self.projection(hidden[:, -1].float())  # last position (a real token or the prompt's end), Eq. (20)
+        if self.config.entity_skip:
+            m = batch["entity_mask"].unsqueeze(-1).to(v_s.dtype)
+            r_hat = self.config.lm_scale * r_hat + (v_s * m).sum(1) / m.sum(1).clamp_min(1.0)
         return r_hat, out.fuse_loss, table
+
+    def scores(self, r_hat: Tensor, rows: Tensor, item_axis: bool) -> Tensor:
+        """Logits of Eq. (21)/(23) under the configured head (cosine: scaled, plus item bias on the item axis)."""
+        if self.config.head == "cosine":
+            logits = self.log_scale.exp() * (F.normalize(r_hat, dim=-1) @ F.normalize(rows, dim=-1).T)
+        else:
+            logits = r_hat @ rows.T
+        if self.config.item_bias:
+            bias = self.item_bias if item_axis else torch.zeros(rows.shape[0], device=rows.device).index_copy(
+                0, self.item_ids, self.item_bias)
+            logits = logits + bias
+        return logits
 
     def forward(self, batch: dict[str, Tensor], task: str = "rec") -> RecOutput:
         """Loss of Eq. (22) (``task="pretrain"``) or Eq. (24) (``task="rec"``)."""
@@ -137,10 +266,10 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         r_hat, fuse, table = self.encode(batch)
         labels = batch["labels"]
         if task == "rec" and self.rec_scope == "items":
-            logits = r_hat @ table[self.item_ids].T  # Eq. (23)
+            logits = self.scores(r_hat, table[self.item_ids], item_axis=True)  # Eq. (23)
             targets = self.item_positions(labels)
         else:
-            logits = r_hat @ table.T  # Eq. (21); UniCRS-style rec training over all entities
+            logits = self.scores(r_hat, table, item_axis=False)  # Eq. (21); UniCRS-style rec over all entities
             targets = labels
         ce = F.cross_entropy(logits, targets)
         return RecOutput(ce + self.fuse_weight * fuse, ce, fuse, logits)
@@ -159,10 +288,10 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
     def score_items(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores over the item axis for evaluation, ``Tensor[B, N]`` (Eq. 23 logits)."""
         r_hat, _, table = self.encode(batch)
-        return r_hat @ table[self.item_ids].T
+        return self.scores(r_hat, table[self.item_ids], item_axis=True)
 
     @torch.no_grad()
     def score_entities(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores over all K entities (pre-training evaluation, Eq. 21 logits)."""
         r_hat, _, table = self.encode(batch)
-        return r_hat @ table.T
+        return self.scores(r_hat, table, item_axis=False)

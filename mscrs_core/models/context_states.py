@@ -1,0 +1,275 @@
+"""The context's key/value states, computed once without gradient and reused (the CPU ``suffix`` prompt order).
+
+The paper puts the soft prompt BEFORE the dialog context (Eq. 19 and 28: ``[prompt; s]``), so every training
+step runs the frozen language model over the whole context with the prompt's gradient flowing through it. With
+the prompt AFTER the context (``[s; prompt]``, the ``suffix`` order) the context's states do not depend on any
+trainable parameter: they are computed once per context (no autograd) and every step runs the backbone over the
+prompt positions (and, for generation, the response) only, attending to the cached keys and values. Both orders
+give a causal LM the same information; ``suffix`` only moves where the prompt sits. On SmolLM2-135M this cuts a
+CPU recommendation step about 4x (``benchmarks/train_step.py``).
+
+Layout: a context is LEFT-padded to a fixed width ``T`` (the collators' layout), so states of different contexts
+stack into one batch without re-padding. Position ids count real tokens only (0 at the first real token), and
+the positions after the context continue from the number of real tokens, exactly as in one uncached pass over
+``[s; prompt]`` (``tests/test_models_context_states.py`` checks loss and gradients against that pass).
+
+:class:`ContextStateBank` memoises the states by the context's token ids (a content address: two samples with
+the same context share one entry) and can be saved to / loaded from a safetensors file keyed by the backbone,
+dataset, split and context length (:func:`bank_file_name`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mscrs_core.atomic import atomic_write
+from mscrs_core.models.backbone import decoder_of
+
+PROMPT_POSITIONS = ("prefix", "suffix")
+
+
+@dataclass
+class ContextStates:
+    """Key/value states of a batch of left-padded contexts.
+
+    keys, values: ``[n_layers, B, n_kv_heads, T, head_dim]``; attention_mask: ``[B, T]`` (1 = real token).
+    """
+
+    keys: Tensor
+    values: Tensor
+    attention_mask: Tensor
+
+    @property
+    def length(self) -> Tensor:
+        """Number of real tokens per row, ``[B]``: the first position id after the context."""
+        return self.attention_mask.sum(1)
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "ContextStates":
+        return ContextStates(self.keys.to(device, dtype), self.values.to(device, dtype),
+                             self.attention_mask.to(device))
+
+    def as_cache(self):
+        """A fresh ``DynamicCache`` over these states (the stored tensors are never modified: the cache
+        concatenates new positions into new tensors)."""
+        from transformers import DynamicCache
+
+        return DynamicCache(ddp_cache_data=[(self.keys[i], self.values[i]) for i in range(self.keys.shape[0])])
+
+
+@torch.no_grad()
+def encode_context(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> ContextStates:
+    """Run the frozen backbone once over left-padded contexts and keep every layer's keys and values."""
+    positions = (attention_mask.cumsum(1) - 1).clamp_min(0)
+    out = decoder_of(backbone)(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                               use_cache=True)
+    cache = out.cache
+    keys = torch.stack([layer.keys for layer in cache.layers])
+    values = torch.stack([layer.values for layer in cache.layers])
+    return ContextStates(keys, values, attention_mask.clone())
+
+
+def run_after_context(backbone: nn.Module, states: ContextStates, inputs_embeds: Tensor,
+                      attention_mask: Tensor | None = None, *, lm_head: bool = False) -> Tensor:
+    """The backbone over ``inputs_embeds`` placed right after the cached context (with autograd).
+
+    Args:
+        states: the context's :class:`ContextStates` (``[B, T]`` mask).
+        inputs_embeds: ``[B, S, H]`` new positions (soft prompt, then optionally response tokens),
+            RIGHT-padded when rows differ in length.
+        attention_mask: ``[B, S]`` for the new positions (default: all real).
+        lm_head: return vocabulary logits ``[B, S, V]`` instead of the last hidden states ``[B, S, H]``.
+    """
+    b, s = inputs_embeds.shape[:2]
+    if attention_mask is None:
+        attention_mask = torch.ones(b, s, dtype=torch.long, device=inputs_embeds.device)
+    positions = states.length.unsqueeze(1) + attention_mask.long().cumsum(1) - 1
+    mask = torch.cat([states.attention_mask.to(attention_mask.device).long(), attention_mask.long()], dim=1)
+    dtype = next(backbone.parameters()).dtype
+    model = backbone if lm_head else decoder_of(backbone)
+    out = model(inputs_embeds=inputs_embeds.to(dtype), attention_mask=mask, position_ids=positions.clamp_min(0),
+                cache=states.to(inputs_embeds.device, dtype).as_cache(), use_cache=True)
+    return out.logits if lm_head else out.last_hidden_state
+
+
+def backbone_fingerprint(backbone: nn.Module) -> str:
+    """Identity of a backbone for cache keys: its config and a checksum of a few weights."""
+    cfg = backbone.config.to_dict()
+    keep = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size",
+                                     "num_key_value_heads", "_name_or_path")}
+    h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode())
+    emb = backbone.get_input_embeddings().weight
+    h.update(emb[:8].detach().float().cpu().numpy().tobytes())
+    h.update(str(next(backbone.parameters()).dtype).encode())
+    return h.hexdigest()[:12]
+
+
+def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int) -> str:
+    """File name of a bank: backbone fingerprint, dataset, split and context length (any change: a new file)."""
+    return f"context-states-{backbone_fingerprint(backbone)}-{dataset}-{split}-T{max_length}.safetensors"
+
+
+class ContextStateBank:
+    """Context states memoised by token ids (see module docstring).
+
+    Rows are stored one context after the other (``[n, 2, n_layers, n_kv_heads, T, head_dim]``, keys then
+    values), so a saved bank is read back memory-mapped: a lookup copies only the batch's rows, and processes
+    that load the same file (two runs of a sweep on one dataset) share its pages through the OS page cache.
+
+    Args:
+        backbone: the frozen causal LM.
+        width: T, every stored row is left-padded to this many positions (the collator's ``max_length``).
+        pad_token_id: token id written into padded positions (masked out; any id works).
+        dtype: storage dtype (the backbone's by default; bf16 halves the memory).
+        batch_size: contexts per no-grad pass when filling the bank.
+    """
+
+    def __init__(self, backbone: nn.Module, width: int, pad_token_id: int, *, dtype: torch.dtype | None = None,
+                 batch_size: int = 64):
+        if width < 1:
+            raise ValueError(f"width: expected >= 1, got {width}")
+        self.backbone, self.width, self.pad_token_id = backbone, width, pad_token_id
+        self.dtype = dtype or next(backbone.parameters()).dtype
+        self.batch_size = batch_size
+        self._index: dict[tuple[int, ...], tuple[int, int]] = {}  # row -> (chunk, position in chunk)
+        self._states: list[Tensor] = []  # chunks [n, 2, L, h, T, d]
+        self._masks: list[Tensor] = []  # chunks [n, T]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, row: tuple[int, ...]) -> bool:
+        return row in self._index
+
+    def _append(self, rows: Sequence[tuple[int, ...]], states: Tensor, masks: Tensor) -> None:
+        chunk = len(self._states)
+        self._states.append(states)
+        self._masks.append(masks)
+        for i, r in enumerate(rows):
+            self._index[r] = (chunk, i)
+
+    def merge(self, other: "ContextStateBank") -> None:
+        """Add the rows of ``other`` (same width and dtype) that this bank does not hold yet (no copy: the
+        chunks are shared)."""
+        if other.width != self.width or other.dtype != self.dtype:
+            raise ValueError(f"merge: banks differ (width {other.width} vs {self.width}, "
+                             f"dtype {other.dtype} vs {self.dtype})")
+        offset = len(self._states)
+        self._states.extend(other._states)
+        self._masks.extend(other._masks)
+        for r, (c, i) in other._index.items():
+            self._index.setdefault(r, (c + offset, i))
+
+    def _rows(self, input_ids: Tensor, attention_mask: Tensor) -> list[tuple[int, ...]]:
+        if input_ids.shape[1] > self.width:
+            raise ValueError(f"contexts of {input_ids.shape[1]} tokens exceed the bank width {self.width}")
+        return [tuple(ids[m.bool()].tolist()) for ids, m in zip(input_ids, attention_mask)]
+
+    def _pad(self, rows: Sequence[tuple[int, ...]]) -> tuple[Tensor, Tensor]:
+        ids = torch.full((len(rows), self.width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), self.width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if not r:
+                raise ValueError("context: expected at least one real token per row")
+            ids[i, self.width - len(r):] = torch.tensor(r)
+            mask[i, self.width - len(r):] = 1
+        return ids, mask
+
+    def add(self, rows: Sequence[tuple[int, ...]]) -> None:
+        """Compute and store the states of the rows not stored yet."""
+        new = list(dict.fromkeys(r for r in rows if r not in self._index))
+        device = next(self.backbone.parameters()).device
+        for start in range(0, len(new), self.batch_size):
+            chunk = new[start:start + self.batch_size]
+            ids, mask = self._pad(chunk)
+            st = encode_context(self.backbone, ids.to(device), mask.to(device))
+            both = torch.stack([st.keys, st.values]).to("cpu", self.dtype)  # [2, L, n, h, T, d]
+            self._append(chunk, both.permute(2, 0, 1, 3, 4, 5).contiguous(), mask)
+
+    def lookup(self, input_ids: Tensor, attention_mask: Tensor) -> ContextStates:
+        """States of a batch of left-padded contexts (computed and stored first when missing)."""
+        rows = self._rows(input_ids.cpu(), attention_mask.cpu())
+        missing = [r for r in rows if r not in self._index]
+        if missing:
+            self.add(missing)
+        picked = [self._index[r] for r in rows]
+        states = torch.stack([self._states[c][i] for c, i in picked]).to(self.dtype)  # [B, 2, L, h, T, d]
+        masks = torch.stack([self._masks[c][i] for c, i in picked]).long()
+        states = states.permute(1, 2, 0, 3, 4, 5)  # [2, L, B, h, T, d]
+        return ContextStates(states[0], states[1], masks)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write every row atomically as one safetensors file (the token ids in its metadata)."""
+        from safetensors.torch import save
+
+        order = list(self._index)
+        if order:
+            states = torch.stack([self._states[c][i] for c, i in self._index.values()])
+            masks = torch.stack([self._masks[c][i] for c, i in self._index.values()]).to(torch.int8)
+        else:
+            states, masks = torch.zeros(0, dtype=self.dtype), torch.zeros(0, dtype=torch.int8)
+        meta = {"rows": json.dumps([list(r) for r in order]), "width": str(self.width), "dtype": str(self.dtype)}
+        blob = save({"states": states.contiguous(), "masks": masks.contiguous()}, metadata=meta)
+        return atomic_write(path, lambda f: f.write(blob), binary=True)
+
+    def load(self, path: str | os.PathLike) -> bool:
+        """Add the rows of a file written by :meth:`save`, memory-mapped; False (nothing added) when the file is
+        missing, unreadable or of another width or dtype."""
+        p = Path(path)
+        if not p.is_file():
+            return False
+        try:
+            states, masks, meta = _mmap_safetensors(p)
+            if int(meta["width"]) != self.width or meta["dtype"] != str(self.dtype):
+                return False
+            rows = [tuple(r) for r in json.loads(meta["rows"])]
+        except Exception as err:  # a damaged cache file is rebuilt, never trusted
+            import warnings
+
+            warnings.warn(f"{p}: unreadable context-state cache ({type(err).__name__}: {err}); recomputing")
+            return False
+        if not rows:
+            return True
+        if states.ndim != 6 or states.shape[0] != len(rows) or masks.shape != (len(rows), self.width):
+            return False
+        fresh = [(i, r) for i, r in enumerate(rows) if r not in self._index]
+        if fresh:
+            self._append([r for _, r in fresh], states, masks)
+            chunk = len(self._states) - 1
+            for i, r in fresh:  # positions in the file, not in the fresh list
+                self._index[r] = (chunk, i)
+        return True
+
+
+_SAFETENSORS_DTYPES = {"BF16": (torch.bfloat16, "int16"), "F32": (torch.float32, "float32"),
+                       "F16": (torch.float16, "float16"), "I8": (torch.int8, "int8")}
+
+
+def _mmap_safetensors(path: Path) -> tuple[Tensor, Tensor, dict]:
+    """The ``states`` and ``masks`` tensors of a bank file as memory-mapped (copy-on-write) tensors."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    meta = header.pop("__metadata__", {})
+    out = []
+    for name in ("states", "masks"):
+        info = header[name]
+        dtype, np_dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end == start:
+            out.append(torch.zeros(shape, dtype=dtype))
+            continue
+        arr = np.memmap(path, dtype=np_dtype, mode="c", offset=8 + n + start, shape=shape)
+        t = torch.from_numpy(arr)
+        out.append(t.view(dtype) if t.dtype != dtype else t)
+    return out[0], out[1], meta

@@ -1,0 +1,103 @@
+"""Context key/value states computed once (the suffix prompt order): equivalence, the bank, its files."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mscrs_core.models.backbone import decoder_of, freeze
+from mscrs_core.models.context_states import (ContextStateBank, backbone_fingerprint, bank_file_name,
+                                              encode_context, run_after_context)
+
+
+def tiny(kind: str) -> nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        m = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                       bos_token_id=1, eos_token_id=1))
+    else:
+        m = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                         bos_token_id=1, eos_token_id=1, pad_token_id=0))
+    return freeze(m)
+
+
+def batch():
+    torch.manual_seed(1)
+    ids = torch.randint(2, 50, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, :3] = 0  # left padding, as the collators write it
+    mask[1, :1] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_cached_context_equals_one_pass_in_values_and_gradients(kind):
+    model = tiny(kind)
+    ids, mask = batch()
+    prompt = torch.randn(3, 4, 32, requires_grad=True)
+    cached = run_after_context(model, encode_context(model, ids, mask), prompt)
+    full_mask = torch.cat([mask, torch.ones(3, 4, dtype=torch.long)], 1)
+    full = decoder_of(model)(inputs_embeds=torch.cat([model.get_input_embeddings()(ids), prompt], 1),
+                             attention_mask=full_mask, position_ids=(full_mask.cumsum(1) - 1).clamp_min(0)
+                             ).last_hidden_state[:, 7:]
+    assert torch.allclose(cached, full, atol=1e-5)
+    g_cached, = torch.autograd.grad(cached.square().sum(), prompt)
+    g_full, = torch.autograd.grad(full.square().sum(), prompt)
+    assert torch.allclose(g_cached, g_full, atol=1e-5)
+    logits = run_after_context(model, encode_context(model, ids, mask), prompt, lm_head=True)
+    assert logits.shape == (3, 4, 50)
+
+
+def test_bank_memoises_by_token_ids_and_ignores_padding_width():
+    model = tiny("llama")
+    ids, mask = batch()
+    bank = ContextStateBank(model, 7, 0, batch_size=2)
+    a = bank.lookup(ids, mask)
+    assert len(bank) == 3
+    # the same contexts, padded to another batch width: same rows, nothing recomputed
+    wide_ids = torch.cat([torch.zeros(3, 2, dtype=torch.long), ids], 1)[:, 2:]
+    b = bank.lookup(wide_ids, mask)
+    assert len(bank) == 3 and torch.equal(a.keys, b.keys) and torch.equal(a.attention_mask, b.attention_mask)
+    direct = encode_context(model, ids, mask)
+    real = mask.bool()
+    for layer in range(direct.keys.shape[0]):  # real positions agree with a direct pass
+        assert torch.allclose(a.keys[layer].transpose(1, 2)[real], direct.keys[layer].transpose(1, 2)[real], atol=1e-6)
+    with pytest.raises(ValueError, match="exceed the bank width"):
+        bank.lookup(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 9, dtype=torch.long))
+
+
+def test_bank_file_round_trip_memory_mapped(tmp_path):
+    model = tiny("gpt2")
+    ids, mask = batch()
+    bank = ContextStateBank(model, 7, 0)
+    before = bank.lookup(ids, mask)
+    path = bank.save(tmp_path / "bank.safetensors")
+    again = ContextStateBank(model, 7, 0)
+    assert again.load(path) and len(again) == 3
+    after = again.lookup(ids, mask)
+    assert torch.equal(before.keys, after.keys) and torch.equal(before.values, after.values)
+    assert torch.equal(before.attention_mask, after.attention_mask)
+    # another width or dtype is a different cache: not reused
+    assert not ContextStateBank(model, 8, 0).load(path)
+    assert not ContextStateBank(model, 7, 0, dtype=torch.bfloat16).load(path)
+    # merge shares rows; a damaged file is rebuilt, never trusted
+    merged = ContextStateBank(model, 7, 0)
+    merged.merge(again)
+    assert len(merged) == 3
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.warns(UserWarning, match="recomputing"):
+        assert not ContextStateBank(model, 7, 0).load(bad)
+
+
+def test_bank_file_name_changes_with_each_key():
+    a, b = tiny("gpt2"), tiny("llama")
+    base = bank_file_name(a, "inspired", "train", 64)
+    assert base != bank_file_name(b, "inspired", "train", 64)  # backbone
+    assert base != bank_file_name(a, "redial", "train", 64)  # dataset
+    assert base != bank_file_name(a, "inspired", "valid", 64)  # split
+    assert base != bank_file_name(a, "inspired", "train", 32)  # context length
+    assert backbone_fingerprint(a) == backbone_fingerprint(tiny("gpt2"))

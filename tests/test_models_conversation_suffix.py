@@ -1,0 +1,279 @@
+"""The ``suffix`` prompt order of the conversation model ([s; prompt; "System:"; response], cached context states):
+cached == uncached in loss and gradients, generation (greedy == a manual uncached loop, deterministic,
+no-repeat n-grams, beam search), the context-state bank round trip, and the run configuration fields."""
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from mscrs_core.data.samples import conv_samples
+from mscrs_core.data.synthetic import make_synthetic
+from mscrs_core.models.backbone import freeze
+from mscrs_core.models.collate import context_text
+from mscrs_core.models.context_mapping import ContextBank, HashingTextEmbedder
+from mscrs_core.models.context_states import ContextStateBank
+from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
+from mscrs_core.models.enhanced_entities import EntityEnhancer
+from mscrs_core.models.generate import GenerationConfig, generate_ids, generate_responses
+
+BACKBONES = ("gpt2", "llama")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from mscrs_core.graphs.comention import comention_graph_from_dataset
+    from mscrs_core.graphs.kg import build_kg_edges
+    from mscrs_core.graphs.knn import build_knn_graph
+    from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
+
+    ds = make_synthetic(dialogs=(30, 6, 6))
+    train, test = conv_samples(ds.splits["train"], ds), conv_samples(ds.splits["test"], ds)
+    torch.manual_seed(0)
+    parts = dict(kg=build_kg_edges(ds.kg), collab=comention_graph_from_dataset(ds, 1),
+                 text=build_knn_graph(torch.randn(ds.num_items, 8), 3))
+    tok = build_reduced_tokenizer([context_text(s.context, "<|endoftext|>") + s.response for s in train]
+                                  + ["System:"])
+    return {"ds": ds, "train": train, "test": test, "tok": tok, "parts": parts}
+
+
+def _backbone(kind: str, vocab: int, eos: int):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(1)
+    if kind == "gpt2":  # tied input/output embeddings, learned positions
+        return freeze(GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=256, n_embd=32, n_layer=2, n_head=2,
+                                                 bos_token_id=eos, eos_token_id=eos)))
+    # untied embeddings (a separate output placeholder row), rotary positions, grouped key/value heads
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      tie_word_embeddings=False, bos_token_id=eos, eos_token_id=eos, attn_implementation="eager")
+    return freeze(LlamaForCausalLM(cfg))
+
+
+def build(setup, kind: str = "gpt2", **kw) -> MSCRSGenerator:
+    from mscrs_core.graphs.fusion import GraphConfig, SemanticGraphEncoder
+
+    ds, parts, tok = setup["ds"], setup["parts"], setup["tok"]
+    torch.manual_seed(0)
+    enc = SemanticGraphEncoder(ds.num_entities, parts["kg"], torch.tensor(ds.item_ids),
+                               GraphConfig(dim=16, use_image=False), collab=parts["collab"], text=parts["text"])
+    backbone = _backbone(kind, len(tok) + 1, tok.eos_token_id)  # + 1: room for the placeholder row
+    args = dict(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
+                mapping_mlp_hidden=16, text_embedder="hashing:32", prompt_position="suffix", max_context_length=60)
+    args.update(kw)
+    cfg = ConvConfig(**args)
+    emb = HashingTextEmbedder(32)
+    enh = EntityEnhancer(enc.neighbours, max_neighbours=cfg.max_neighbours)
+    bank = ContextBank.build(setup["train"], enh, emb, ds.num_entities, k=cfg.mapping_k)
+    gen = MSCRSGenerator(enc, backbone, tok, cfg, bank=bank, embedder=emb)
+    with torch.no_grad():  # "trained" weights: a fresh init leaves the placeholder and prompt near their means
+        gen.prompt_encoder.task_prompt.normal_()
+        gen.placeholder_in.normal_()
+    return gen
+
+
+def _loss_and_grads(model, batch, cached: bool):
+    model.zero_grad(set_to_none=True)
+    if not cached:
+        model.suffix_hidden = functools.partial(type(model).suffix_hidden, model, cached=False)
+    try:
+        out = model(batch)
+        out.loss.backward()
+    finally:
+        model.__dict__.pop("suffix_hidden", None)
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+    return float(out.loss.detach()), grads
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+@pytest.mark.parametrize("reduction", ["context", "token"])
+def test_cached_context_equals_one_uncached_pass(setup, kind, reduction):
+    g = build(setup, kind, loss_reduction=reduction).train()
+    samples = [setup["train"][i] for i in (0, 3, 7, 12)]  # contexts and responses of different lengths
+    batch = g.make_collator()(samples)
+    assert batch["context_ids"].shape[0] == 4 and (batch["attention_mask"].sum(1) > 0).all()
+    ref_loss, ref_grads = _loss_and_grads(g, batch, cached=False)
+    loss, grads = _loss_and_grads(g, batch, cached=True)
+    assert loss == pytest.approx(ref_loss, abs=1e-5)
+    assert set(grads) == set(ref_grads) and len(grads) > 5
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+    assert any(float(v.abs().sum()) > 0 for k, v in grads.items() if k.startswith("prompt_encoder"))
+    assert not any(p.requires_grad for p in g.backbone.parameters())
+    # states from a wider bank (rows re-padded on the left) give the same loss and gradients
+    g.state_bank = ContextStateBank(g.backbone, 80, setup["tok"].pad_token_id)
+    bank_loss, bank_grads = _loss_and_grads(g, batch, cached=True)
+    assert len(g.state_bank) == 4 and bank_loss == pytest.approx(ref_loss, abs=1e-5)
+    for n in ref_grads:
+        torch.testing.assert_close(bank_grads[n], ref_grads[n], atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_suffix_layout_and_config_checks(setup):
+    g = build(setup)
+    s = setup["train"][2]
+    tr, ge = g.make_collator()([s]), g.make_collator(generation=True)([s])
+    ctx, resp = g.make_collator().parts(s)
+    n_prefix = len(g.make_collator().prefix_ids)
+    assert ge["context_ids"][0].tolist() == ctx[:-n_prefix] == tr["context_ids"][0].tolist()
+    assert ge["input_ids"][0].tolist() == ctx[-n_prefix:]  # "System:" after the prompt
+    assert tr["input_ids"][0].tolist() == ctx[-n_prefix:] + resp
+    assert tr["labels"][0].tolist() == [-100] * n_prefix + resp
+    with pytest.raises(ValueError, match="prompt_position"):
+        ConvConfig(prompt_position="middle")
+    with pytest.raises(ValueError, match="response only"):
+        ConvConfig(prompt_position="suffix", loss_on="all")
+    with pytest.raises(ValueError, match="suffix"):
+        g.inputs_embeds(tr)
+
+
+def test_training_decreases_loss_and_keeps_backbone(setup):
+    g = build(setup, "llama").train()
+    before = {k: v.clone() for k, v in g.backbone.state_dict().items()}
+    batch = g.make_collator()(setup["train"][:8])
+    opt = torch.optim.AdamW([p for p in g.parameters() if p.requires_grad], lr=1e-2)
+    first = None
+    for _ in range(15):
+        out = g(batch)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        first = first if first is not None else float(out.loss)
+    assert float(out.loss) < first
+    for k, v in g.backbone.state_dict().items():
+        assert torch.equal(v, before[k]), k  # sync_placeholder is a no-op in the suffix order
+    assert "placeholder_in" in g.trainable_state_dict()
+
+
+def _manual_greedy(g, batch, steps: int) -> list[list[int]]:
+    """One uncached forward over the whole [context; prompt; "System:"; generated] sequence per step."""
+    with torch.no_grad():
+        embeds, mask, _ = g.suffix_inputs(batch)
+        ctx = g.backbone.get_input_embeddings()(batch["context_ids"])
+        emb = torch.cat([ctx, embeds], 1)
+        m = torch.cat([batch["context_mask"], mask], 1)
+        out = [[] for _ in range(emb.shape[0])]
+        for _ in range(steps):
+            pos = (m.cumsum(1) - 1).clamp_min(0)
+            h = g.backbone.base_model(inputs_embeds=emb, attention_mask=m, position_ids=pos).last_hidden_state
+            nxt = g.token_logits(h[:, -1]).argmax(-1)
+            for i in range(len(out)):
+                out[i].append(int(nxt[i]))
+            emb = torch.cat([emb, g.embed_tokens(nxt[:, None])], 1)
+            m = torch.cat([m, torch.ones_like(m[:, :1])], 1)
+    eos = g.tokenizer.eos_token_id
+    return [o[: o.index(eos)] if eos in o else o for o in out]
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_suffix_generation_greedy_beam_and_no_repeat(setup, kind):
+    g = build(setup, kind).eval()
+    samples = [setup["test"][i] for i in (0, 2, 5)]
+    batch = g.make_collator(generation=True)(samples)
+    greedy = generate_ids(g, batch, GenerationConfig(max_new_tokens=8, no_repeat_ngram_size=0))
+    assert greedy == _manual_greedy(g, batch, 8)
+    assert generate_ids(g, batch, GenerationConfig(max_new_tokens=8, no_repeat_ngram_size=0)) == greedy
+    g.state_bank = ContextStateBank(g.backbone, 60, setup["tok"].pad_token_id)  # via a bank: same tokens
+    assert generate_ids(g, batch, GenerationConfig(max_new_tokens=8, no_repeat_ngram_size=0)) == greedy
+    g.state_bank = None
+    long = GenerationConfig(max_new_tokens=24, no_repeat_ngram_size=2, min_new_tokens=24)
+    for row in generate_ids(g, batch, long):
+        assert len(row) == 24
+        bigrams = list(zip(row, row[1:]))
+        assert len(bigrams) == len(set(bigrams))  # no repeated 2-gram
+    beam_cfg = GenerationConfig(max_new_tokens=10, num_beams=3, no_repeat_ngram_size=1)
+    beam = generate_ids(g, batch, beam_cfg)
+    assert len(beam) == 3 and all(0 < len(b) <= 10 for b in beam)
+    assert all(len(set(b)) == len(b) for b in beam)  # no repeated 1-gram
+    assert generate_ids(g, batch, beam_cfg) == beam  # deterministic
+    assert generate_ids(g, batch, GenerationConfig(max_new_tokens=8, num_beams=1, no_repeat_ngram_size=0)) == greedy
+
+
+def test_suffix_placeholder_is_generated_as_one_token_and_filled(setup, monkeypatch):
+    g = build(setup).eval()
+    s = setup["test"][1]
+    ph = g.placeholder_id
+    with torch.no_grad():  # make the placeholder the most likely token, then EOS after one of them
+        g.placeholder_in.copy_(g.backbone.get_input_embeddings().weight[:ph].mean(0) * 0 + 5.0)
+    orig = g.token_logits
+
+    def logits(hidden):
+        out = orig(hidden)
+        out[:, ph] = 1e4
+        return out
+
+    monkeypatch.setattr(g, "token_logits", logits)
+    out = generate_responses(g, [s], config=GenerationConfig(max_new_tokens=3, no_repeat_ngram_size=1),
+                             rank=lambda _: [7, 8, 9], name_of=lambda e: f"M{e}", exclude_mentioned=False)
+    assert out[0].token_ids[0] == ph and out[0].token_ids.count(ph) == 1
+    assert out[0].raw.startswith("<movie>") and out[0].text.startswith("M7") and out[0].items == [7]
+
+
+def test_state_bank_round_trip_and_mismatch(setup, tmp_path):
+    g = build(setup, "llama").eval()
+    batch = g.make_collator(generation=True)(setup["test"][:4])
+    pad = setup["tok"].pad_token_id
+    bank = ContextStateBank(g.backbone, 64, pad)
+    st = bank.lookup(batch["context_ids"], batch["context_mask"])
+    path = tmp_path / "bank.safetensors"
+    bank.save(path)
+    again = ContextStateBank(g.backbone, 64, pad)
+    assert again.load(path) and len(again) == len(bank) == 4
+    st2 = again.lookup(batch["context_ids"], batch["context_mask"])
+    assert torch.equal(st.keys, st2.keys) and torch.equal(st.values, st2.values)
+    assert torch.equal(st.attention_mask, st2.attention_mask)
+    g.state_bank = again
+    ref = generate_ids(g, batch, GenerationConfig(max_new_tokens=6, no_repeat_ngram_size=0))
+    g.state_bank = None
+    assert generate_ids(g, batch, GenerationConfig(max_new_tokens=6, no_repeat_ngram_size=0)) == ref
+    # another width or another storage dtype: the file is not reused
+    assert not ContextStateBank(g.backbone, 80, pad).load(path)
+    assert not ContextStateBank(g.backbone, 64, pad, dtype=torch.bfloat16).load(path)
+    assert not ContextStateBank(g.backbone, 64, pad).load(tmp_path / "missing.safetensors")
+
+
+def test_state_bank_used_in_eval_only_when_asked(setup):
+    g = build(setup)
+    g.state_bank = ContextStateBank(g.backbone, 60, setup["tok"].pad_token_id)
+    g.state_bank_in_training = False
+    g.train()(g.make_collator()(setup["train"][:3]))
+    assert len(g.state_bank) == 0  # training contexts were encoded per batch, not stored
+    with torch.no_grad():
+        g.eval()(g.make_collator()(setup["train"][:3]))
+    assert len(g.state_bank) == 3
+
+
+def test_run_config_fields_enter_the_name():
+    from mscrs_core.experiments.conversation import ConvRunConfig
+
+    cfg = ConvRunConfig()
+    assert (cfg.backbone, cfg.prompt_position, cfg.backbone_dtype, cfg.attn_implementation) == (
+        "smollm2-135m", "suffix", "bfloat16", "eager")
+    assert ConvRunConfig(prompt_position="prefix").name() != cfg.name()
+    assert ConvRunConfig(backbone="tiny-dialogpt").name() != cfg.name()
+    with pytest.raises(ValueError, match="prompt_position"):
+        ConvRunConfig(prompt_position="middle")
+    with pytest.raises(ValueError, match="backbone_dtype"):
+        ConvRunConfig(backbone_dtype="bf17")
+
+
+def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
+    from mscrs_core.experiments.conversation import state_bank_for
+    from mscrs_core.models.context_states import bank_file_name
+
+    g = build(setup, "llama").eval()
+    samples = setup["test"][:5]
+    bank = state_bank_for(g, samples, "synthetic", "test", tmp_path)
+    path = tmp_path / "context-states" / bank_file_name(g.backbone, "synthetic", "conv-test", 60)
+    assert bank is not None and path.is_file() and len(bank) == len({s.context for s in samples})
+    stamp = path.stat().st_mtime_ns
+    again = state_bank_for(g, samples, "synthetic", "test", tmp_path)  # loaded, nothing new: not rewritten
+    assert len(again) == len(bank) and path.stat().st_mtime_ns == stamp
+    batch = g.make_collator(generation=True)(samples)
+    a, b = bank.lookup(batch["context_ids"], batch["context_mask"]), again.lookup(batch["context_ids"],
+                                                                                  batch["context_mask"])
+    assert torch.equal(a.keys, b.keys)
+    assert state_bank_for(g, samples, "synthetic", "test", tmp_path, max_bytes=1) is None  # too big: per batch
+    g.config.prompt_position = "prefix"
+    assert state_bank_for(g, samples, "synthetic", "test", tmp_path) is None
