@@ -36,6 +36,7 @@ from mscrs_core.data.samples import Sample
 from mscrs_core.data.schema import RECOMMENDER, SEEKER
 
 FORMAT = "mscrs-chat/1"
+# the recommender fields of checkpoints written before RecommenderConfig existed (read only)
 REC_KWARGS = ("max_entities", "n_entity_prompt", "n_task_prompt", "tau", "fuse_weight", "fuse_variant", "rec_scope")
 
 
@@ -125,10 +126,7 @@ def save_chat_checkpoint(directory: str | Path, *, generator, dataset, graphs: G
         tok.save_pretrained(d / "backbone")
     rec_cfg = None
     if recommender is not None:
-        pe = recommender.prompt_encoder
-        rec_cfg = {"max_entities": pe.max_entities, "n_entity_prompt": pe.n_entity_prompt,
-                   "n_task_prompt": pe.n_task_prompt, "tau": pe.tau, "fuse_variant": pe.fuse_variant,
-                   "fuse_weight": recommender.fuse_weight, "rec_scope": recommender.rec_scope,
+        rec_cfg = {"config": recommender.config.to_dict(), "lm_path": recommender.lm_path,
                    "graph_config": _graph_config_dict(recommender.graph_encoder)}
         atomic_save(recommender.trainable_state_dict(), d / "recommender.pt")
     config = {
@@ -195,7 +193,7 @@ def load_chat_checkpoint(directory: str | Path, device: str = "cpu") -> ChatBund
     from mscrs_core.models.backbone import freeze, load_backbone
     from mscrs_core.models.context_mapping import ContextBank, make_text_embedder
     from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
-    from mscrs_core.models.recommender import MSCRSRecommender
+    from mscrs_core.models.recommender import MSCRSRecommender, RecommenderConfig
 
     d = Path(directory)
     if not d.is_dir():
@@ -243,9 +241,15 @@ def load_chat_checkpoint(directory: str | Path, device: str = "cpu") -> ChatBund
         if cfg.get("recommender"):
             rc = dict(cfg["recommender"])
             rec_graph = graphs.encoder(GraphConfig(**rc.pop("graph_config")))
+            if "config" in rc:
+                rec_config = RecommenderConfig.from_dict(rc["config"])
+            else:  # checkpoints written before RecommenderConfig: the paper's recipe and these fields
+                rec_config = RecommenderConfig.paper(**{k: rc[k] for k in REC_KWARGS})
             recommender = MSCRSRecommender(rec_graph, backbone, graphs.item_ids, tokenizer=tokenizer,
-                                           **{k: rc[k] for k in REC_KWARGS})
+                                           config=rec_config)
             recommender.load_trainable_state_dict(_load_pt(d / "recommender.pt"))
+            if not rc.get("lm_path", True):  # validation kept the warm-up's weights: scored without the LM
+                recommender.close_lm_path()
             recommender.to(device).eval()
     except (KeyError, TypeError) as err:
         raise ValueError(f"{d / 'config.json'}: corrupt chat checkpoint config ({type(err).__name__}: {err})") from None

@@ -33,7 +33,8 @@
 #
 # * **Copy context**: the items already mentioned in the dialog, most recent first, then popularity.
 # * **Zero-shot text**: the cosine between the text encoder's embedding of the context (its newest tokens)
-#   and of each item's description, plus a popularity prior whose weight is chosen on the validation split.
+#   and of each item's title and description, plus a popularity prior whose weight is chosen on the
+#   validation split.
 # * **Entity mean** (KBRD-like): the mean of the context's entity rows of MSCRS's graph encoder, a cosine head
 #   with a learned scale and an item bias, trained; no language model.
 #

@@ -101,3 +101,33 @@ def test_bank_file_name_changes_with_each_key():
     assert base != bank_file_name(a, "inspired", "valid", 64)  # split
     assert base != bank_file_name(a, "inspired", "train", 32)  # context length
     assert backbone_fingerprint(a) == backbone_fingerprint(tiny("gpt2"))
+
+
+def test_save_streams_new_rows_into_the_file_without_keeping_them(tmp_path):
+    model = tiny("llama")
+    ids, mask = batch()
+    rows = [tuple(i[m.bool()].tolist()) for i, m in zip(ids, mask)]
+    bank = ContextStateBank(model, 7, 0, batch_size=2)
+    bank.lookup(ids[:1], mask[:1])  # one row in memory, two computed on the way to the file
+    path = bank.save(tmp_path / "b.safetensors", compute=rows)
+    assert len(bank) == 1  # the streamed rows are not kept
+    again = ContextStateBank(model, 7, 0)
+    assert again.load(path) and len(again) == 3
+    direct = ContextStateBank(model, 7, 0).lookup(ids, mask)
+    got = again.lookup(ids, mask)
+    assert torch.allclose(got.keys, direct.keys, atol=1e-6) and torch.equal(got.attention_mask, direct.attention_mask)
+    with pytest.raises(ValueError, match="empty"):
+        ContextStateBank(model, 7, 0).save(tmp_path / "none.safetensors")
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
+
+
+def test_bfloat16_bank_round_trip(tmp_path):
+    model = tiny("gpt2")
+    ids, mask = batch()
+    bank = ContextStateBank(model, 7, 0, dtype=torch.bfloat16)
+    before = bank.lookup(ids, mask)
+    assert before.keys.dtype == torch.bfloat16
+    again = ContextStateBank(model, 7, 0, dtype=torch.bfloat16)
+    assert again.load(bank.save(tmp_path / "bf16.safetensors"))
+    after = again.lookup(ids, mask)
+    assert after.keys.dtype == torch.bfloat16 and torch.equal(before.keys, after.keys)

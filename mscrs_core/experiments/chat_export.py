@@ -8,6 +8,8 @@ folder; nothing is trained here.
 """
 from __future__ import annotations
 
+import json
+
 import os
 from pathlib import Path
 
@@ -48,7 +50,11 @@ def export_chat(rec: RecRunConfig, conv: ConvRunConfig, out_dir: str | os.PathLi
         raise ValueError("export_chat: the recommender run must use the default graphs (graph_variant='paper', "
                          "comention_threshold=1) that conversation runs use")
     results = Path(results_dir) if results_dir else default_results_dir()
-    rec_state = _best_weights(results / rec.name(), "rec", "recommendation")
+    # the stage validation kept (recommendation.run_recommendation): the LM stage, or the warm-up without the LM
+    rec_result = json.loads((results / rec.name() / "result.json").read_text()) \
+        if (results / rec.name() / "result.json").is_file() else {}
+    warm_kept = rec_result.get("selected_stage", "rec") != "rec"
+    rec_state = _best_weights(results / rec.name(), "warm" if warm_kept else "rec", "recommendation")
     gen_state = _best_weights(results / conv.name(), "train", "conversation")
     cache = Path(cache_dir) if cache_dir else project_root() / "cache"
     ds = load_dataset(rec.dataset, data_root)
@@ -58,6 +64,8 @@ def export_chat(rec: RecRunConfig, conv: ConvRunConfig, out_dir: str | os.PathLi
     backbone, tokenizer = load_conv_backbone(conv, ds, cache)
     recommender = build_recommender(rec, ds, graphs, backbone, tokenizer)
     recommender.load_trainable_state_dict(rec_state)
+    if warm_kept:
+        recommender.close_lm_path()
     train, _, _ = conversation_splits(conv, ds)
     generator = build_generator(conv, ds, graphs, backbone, tokenizer, train, cache)
     generator.load_trainable_state_dict(gen_state)

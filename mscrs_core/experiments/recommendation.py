@@ -303,9 +303,8 @@ def context_bank_for(model, collator, splits: dict[str, list], *, dataset: str, 
         part.load(path)
         rows = [tuple(collator.token_ids(s)) for s in samples]
         if any(r not in part for r in rows):
-            part.add(rows)
-            part.save(path)
-            # read back memory-mapped: runs of one dataset share the file's pages instead of each holding a copy
+            # computed rows stream to the file; read back memory-mapped, runs of one dataset share its pages
+            part.save(path, compute=rows)
             part = ContextStateBank(model.backbone, collator.max_length, model.tokenizer.pad_token_id)
             part.load(path)
         bank.merge(part)

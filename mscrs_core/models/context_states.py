@@ -181,16 +181,21 @@ class ContextStateBank:
             mask[i, self.width - len(r):] = 1
         return ids, mask
 
-    def add(self, rows: Sequence[tuple[int, ...]]) -> None:
-        """Compute and store the states of the rows not stored yet."""
-        new = list(dict.fromkeys(r for r in rows if r not in self._index))
+    def _compute(self, rows: Sequence[tuple[int, ...]]):
+        """Yield (rows, states [n, 2, L, h, T, d], masks [n, T]) chunk by chunk (no autograd)."""
         device = next(self.backbone.parameters()).device
-        for start in range(0, len(new), self.batch_size):
-            chunk = new[start:start + self.batch_size]
+        for start in range(0, len(rows), self.batch_size):
+            chunk = list(rows[start:start + self.batch_size])
             ids, mask = self._pad(chunk)
             st = encode_context(self.backbone, ids.to(device), mask.to(device))
             both = torch.stack([st.keys, st.values]).to("cpu", self.dtype)  # [2, L, n, h, T, d]
-            self._append(chunk, both.permute(2, 0, 1, 3, 4, 5).contiguous(), mask)
+            yield chunk, both.permute(2, 0, 1, 3, 4, 5).contiguous(), mask
+
+    def add(self, rows: Sequence[tuple[int, ...]]) -> None:
+        """Compute and store (in memory) the states of the rows not stored yet."""
+        new = list(dict.fromkeys(r for r in rows if r not in self._index))
+        for chunk, states, mask in self._compute(new):
+            self._append(chunk, states, mask)
 
     def lookup(self, input_ids: Tensor, attention_mask: Tensor) -> ContextStates:
         """States of a batch of left-padded contexts (computed and stored first when missing)."""
@@ -205,19 +210,27 @@ class ContextStateBank:
         return ContextStates(states[0], states[1], masks)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write every row atomically as one safetensors file (the token ids in its metadata)."""
-        from safetensors.torch import save
-
-        order = list(self._index)
-        if order:
-            states = torch.stack([self._states[c][i] for c, i in self._index.values()])
-            masks = torch.stack([self._masks[c][i] for c, i in self._index.values()]).to(torch.int8)
-        else:
-            states, masks = torch.zeros(0, dtype=self.dtype), torch.zeros(0, dtype=torch.int8)
+    def save(self, path: str | os.PathLike, compute: Sequence[tuple[int, ...]] = ()) -> Path:
+        """Write every stored row, plus the states of ``compute`` (rows not stored yet, computed on the way), as
+        one safetensors file, atomically and streamed: no row is held twice in memory, and computed rows are
+        written, not kept (load the file back to use them, memory-mapped)."""
+        new = list(dict.fromkeys(r for r in compute if r not in self._index))
+        if not self._index and not new:
+            raise ValueError("save: the bank is empty and nothing to compute")
+        order = list(self._index) + new
+        probe = next(iter(self._states), None)
+        if probe is None:  # shape of one row from a one-row pass
+            _, probe, _ = next(self._compute(new[:1]))
+        row_shape = tuple(probe.shape[1:])
         meta = {"rows": json.dumps([list(r) for r in order]), "width": str(self.width), "dtype": str(self.dtype)}
-        blob = save({"states": states.contiguous(), "masks": masks.contiguous()}, metadata=meta)
-        return atomic_write(path, lambda f: f.write(blob), binary=True)
+
+        def rows_out():
+            for r, (c, i) in self._index.items():
+                yield self._states[c][i:i + 1], self._masks[c][i:i + 1]
+            for _, states, mask in self._compute(new):
+                yield states, mask
+
+        return _write_bank(Path(path), len(order), row_shape, self.dtype, self.width, meta, rows_out())
 
     def load(self, path: str | os.PathLike) -> bool:
         """Add the rows of a file written by :meth:`save`, memory-mapped; False (nothing added) when the file is
@@ -246,6 +259,35 @@ class ContextStateBank:
             for i, r in fresh:  # positions in the file, not in the fresh list
                 self._index[r] = (chunk, i)
         return True
+
+
+def _write_bank(path: Path, n: int, row_shape: tuple[int, ...], dtype: torch.dtype, width: int, meta: dict,
+                chunks) -> Path:
+    """Stream ``chunks`` of (states [k, *row_shape], masks [k, T]) into a safetensors file, atomically
+    (:func:`mscrs_core.atomic.atomic_write`: a reader never sees half a bank)."""
+    name = {v[0]: k for k, v in _SAFETENSORS_DTYPES.items()}[dtype]
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    state_bytes = n * int(torch.tensor(row_shape).prod()) * itemsize
+    header = {"states": {"dtype": name, "shape": [n, *row_shape], "data_offsets": [0, state_bytes]},
+              "masks": {"dtype": "I8", "shape": [n, width], "data_offsets": [state_bytes, state_bytes + n * width]},
+              "__metadata__": meta}
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)  # the format aligns the data to 8 bytes
+
+    def write(f) -> None:
+        masks, written = [], 0
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for states, mask in chunks:
+            raw = states.contiguous().view(torch.int16) if itemsize == 2 else states.contiguous()
+            f.write(raw.numpy().tobytes())
+            masks.append(mask.to(torch.int8))
+            written += states.shape[0]
+        if written != n:
+            raise RuntimeError(f"{path}: wrote {written} rows, expected {n}")
+        f.write(torch.cat(masks).numpy().tobytes())
+
+    return atomic_write(path, write, binary=True)
 
 
 _SAFETENSORS_DTYPES = {"BF16": (torch.bfloat16, "int16"), "F32": (torch.float32, "float32"),
