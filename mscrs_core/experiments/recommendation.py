@@ -335,10 +335,10 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(),
                               "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
-    if cfg.model == "popularity":
-        from ..baselines import popularity_scores
+    from ..baselines import popularity_scores
 
-        pop = popularity_scores(train, ds.item_ids)
+    pop = popularity_scores(train, ds.item_ids)  # the baseline, a reference, the item-bias init and the slices
+    if cfg.model == "popularity":
         valid_scores, test_scores, history = pop.expand(len(valid), -1), pop.expand(len(test), -1), []
     elif cfg.model == "graph_scorer":
         from ..baselines import graph_scores
@@ -348,9 +348,8 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
         history = []
         record["graphs"] = {k: v for k, v in encoder.describe().items() if k != "config"}
     elif cfg.model == "copy_context":
-        from ..baselines import copy_context_scores, popularity_scores
+        from ..baselines import copy_context_scores
 
-        pop = popularity_scores(train, ds.item_ids)
         valid_scores = copy_context_scores(valid, ds.item_ids, pop)
         test_scores, history = copy_context_scores(test, ds.item_ids, pop), []
     elif cfg.model == "zero_shot_text":
@@ -373,12 +372,9 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
                                                                    cfg.text_classifier_config(),
                                                                    cache / f"{cfg.dataset}-contexts")
     else:
-        valid_scores, test_scores, history, extra = _train_prompt_model(cfg, ds, train, valid, test, run_dir, cache,
-                                                                        data_root, progress)
+        valid_scores, test_scores, history, extra = _train_prompt_model(cfg, ds, train, valid, test, pop, run_dir,
+                                                                        cache, data_root, progress)
         record.update(extra)
-    from ..baselines import popularity_scores
-
-    pop = popularity_scores(train, ds.item_ids)
     record["valid"], _, record["valid_slices"] = _evaluate_scores(valid_scores, valid, item_pos, pop)
     record["test"], record["test_per_sample"], record["test_slices"] = _evaluate_scores(test_scores, test,
                                                                                         item_pos, pop)
@@ -390,8 +386,8 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     return record
 
 
-def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path, cache: Path, data_root,
-                        progress: bool):
+def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: torch.Tensor, run_dir: Path,
+                        cache: Path, data_root, progress: bool):
     from ..data import pretrain_samples
     from ..graphs.assemble import build_dataset_graphs
     from ..models import RecCollator
@@ -402,9 +398,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, run_dir: Path
     path, backbone, tokenizer = load_backbone_for(cfg, ds, cache)
     model = build_recommender(cfg, ds, graphs, backbone, tokenizer)
     if model.config.item_bias:
-        from ..baselines import popularity_scores
-
-        model.init_item_bias(popularity_scores(train, ds.item_ids))
+        model.init_item_bias(popularity)
     encoder = model.graph_encoder
     q = model.prompt_encoder.max_entities
     collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=q)
