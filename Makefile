@@ -1,6 +1,7 @@
 # Two commands for a newcomer:
 #   make book   set up .venv, execute every chapter (default profile), render the HTML book (_build/html)
-#   make test   set up .venv, run pytest and nbval (every chapter under the smoke profile)
+#   make test   set up .venv, run pytest and nbval (every chapter under the smoke profile), then check the
+#               smoke runs' numbers against tests/goldens/smoke.json (make goldens regenerates them)
 # Data: $MSCRS_DATA, else ../shared/data. No model or data is downloaded at run time.
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ export MPLBACKEND := Agg
 export TQDM_DISABLE := 1
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 
-.PHONY: setup book chapters test test-lib test-notebooks bench clean
+.PHONY: setup book chapters test test-lib test-notebooks smoke-runs goldens bench clean
 
 setup: $(STAMP)
 
@@ -44,10 +45,26 @@ test: setup test-lib test-notebooks
 test-lib: setup
 	$(PY) -m pytest -q tests
 
-test-notebooks: setup
-	rm -rf build/nbval
-	$(PY) -m mscrs_core.cli book --profile smoke --out build/nbval --prepare-only
-	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider build/nbval
+# nbval executes every chapter under the smoke profile; the runs write their result.json into build/nbval/runs
+# (emptied first: every smoke run trains afresh), on the CPU with two torch threads whatever the machine, so that
+# the numbers are the goldens' (tests/goldens/smoke.json; tests/regression/goldens.py says what is compared).
+SMOKE_ROOT ?= build/nbval
+smoke-runs: export MSCRS_RESULTS_DIR := $(abspath $(SMOKE_ROOT))/runs
+smoke-runs: export OMP_NUM_THREADS := 2
+smoke-runs: export MKL_NUM_THREADS := 2
+smoke-runs: export CUDA_VISIBLE_DEVICES :=
+smoke-runs: setup
+	rm -rf $(SMOKE_ROOT)
+	$(PY) -m mscrs_core.cli book --profile smoke --out $(SMOKE_ROOT) --prepare-only
+	$(PY) -m pytest -q --nbval-lax -p no:cacheprovider $(SMOKE_ROOT)
+
+# then every number of every smoke run against its golden value: a message names the run and the number
+test-notebooks: smoke-runs
+	$(PY) -m pytest -q -p no:cacheprovider tests/regression --smoke-root $(SMOKE_ROOT)
+
+# after an intended change of the numbers: execute the smoke book and write its numbers as the new goldens
+goldens: smoke-runs
+	$(PY) tests/regression/goldens.py $(SMOKE_ROOT) --write tests/goldens/smoke.json
 
 bench: setup
 	$(PY) benchmarks/graphs.py

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from mscrs_core.data.samples import conv_samples
+from mscrs_core.data.samples import conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.graphs.comention import comention_graph_from_dataset
 from mscrs_core.graphs.fusion import GraphConfig, SemanticGraphEncoder
@@ -39,8 +39,8 @@ from mscrs_core.graphs.knn import build_knn_graph
 from mscrs_core.models.backbone import freeze, load_backbone
 from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, make_text_embedder
-from mscrs_core.models.conv_collate import RESPONSE_PREFIX
-from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
+from mscrs_core.models.conversation_collate import RESPONSE_PREFIX
+from mscrs_core.models.conversation import ConversationConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 from mscrs_core.models.generate import GenerationConfig, generate_ids
 from mscrs_core.models.tiny_dialogpt import TinyDialoGPTConfig, build_gpt2_tokenizer
@@ -110,7 +110,7 @@ def dialog_prompts(n: int, eos: str, source: str = "inspired", data_root: str | 
             from mscrs_core.data import load_dataset
 
             ds = load_dataset("inspired", data_root)
-            contexts = [s.context for s in conv_samples(ds.splits["test"], ds) if s.context][:n]
+            contexts = [s.context for s in conversation_samples(ds.splits["test"], ds) if s.context][:n]
             source = "INSPIRED test contexts"
         except Exception as err:  # no data here: the built-in dialogs keep the benchmark runnable
             source = f"built-in dialogs (INSPIRED unavailable: {type(err).__name__})"
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--dialogs", choices=("inspired", "builtin"), default="inspired",
                     help="prompts of the plain line: INSPIRED test contexts (built-in when absent) or built-in")
     ap.add_argument("--data-root", default=None, help="data root for --dialogs inspired (default: $MSCRS_DATA)")
-    ap.add_argument("--max-context", type=int, default=ConvConfig().max_context_length,
+    ap.add_argument("--max-context", type=int, default=ConversationConfig().max_context_length,
                     help="plain line: prompt tokens kept (left-truncated)")
     ap.add_argument("--skip-mscrs", action="store_true", help="only the plain greedy line")
     ap.add_argument("--cache-dir", default=str(CACHE_DIR), help="where a GGUF backbone is converted once")
@@ -197,7 +197,7 @@ def mscrs_vs_bare(args) -> dict[str, float]:
     """The MSCRS conversation model against the bare backbone (greedy and beam search), see the docstring."""
 
     ds = make_synthetic()
-    train, test = conv_samples(ds.splits["train"], ds), conv_samples(ds.splits["test"], ds)
+    train, test = conversation_samples(ds.splits["train"], ds), conversation_samples(ds.splits["test"], ds)
     if args.backbone:
         backbone, tok = load_backbone(args.backbone, cache_dir=args.cache_dir)
         backbone.to(args.device)
@@ -207,7 +207,7 @@ def mscrs_vs_bare(args) -> dict[str, float]:
     enc = SemanticGraphEncoder(ds.num_entities, build_kg_edges(ds.kg), torch.tensor(ds.item_ids),
                                GraphConfig(dim=128, use_image=False), collab=comention_graph_from_dataset(ds, 1),
                                text=build_knn_graph(torch.randn(ds.num_items, 32), 5))
-    cfg = ConvConfig(text_embedder=args.embedder)
+    cfg = ConversationConfig(text_embedder=args.embedder)
     embedder = make_text_embedder(args.embedder)
     bank = ContextBank.build(train, EntityEnhancer(enc.neighbours, max_neighbours=cfg.max_neighbours), embedder,
                              ds.num_entities, k=cfg.mapping_k)

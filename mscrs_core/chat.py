@@ -2,17 +2,19 @@
 
 Checkpoint folder (written by :func:`save_chat_checkpoint`, read by :func:`load_chat_checkpoint`)::
 
-    config.json          format tag, dataset name, backbone source, graph/recommender/generator configs
-    tokenizer/           the backbone tokenizer with the <movie> special token
-    backbone/            the frozen backbone (only when no loadable source name/path was given)
-    graphs.pt            the semantic graphs' edges (KG, co-mention, text/image kNN) and item ids
+    config.json          format tag, dataset name, the two model folders' names
+    generator/           the conversation model (Eq. 25-29): ``MSCRSGenerator.save_pretrained``
+    recommender/         the recommender (Eq. 17-24): ``MSCRSRecommender.save_pretrained``, optional
     entities.json        entity2id and entity names (for linking and display)
-    generator.pt         the conversation model's trainable state (Eq. 25-29)
-    context_bank.pt      the training contexts of the correlation semantic mapping (Eq. 26), when used
-    recommender.pt       the recommender's trainable state (Eq. 17-24), optional
+    backbone/            the frozen backbone, only when no loadable source name/path was given (the model
+                         folders then name it as ``../backbone``)
 
-Every ``.pt`` file is read with ``torch.load(weights_only=True)``. A missing folder/file raises
-FileNotFoundError, an unreadable one ValueError; both name the path.
+Each model folder is a :mod:`~mscrs_core.models.pretrained` folder (``config.json`` + ``model.safetensors`` +
+``graphs.safetensors`` + ``tokenizer/``); the backbone is loaded once, by the generator's recorded name, dtype and
+attention implementation, and shared with the recommender. Nothing is unpickled. A missing folder/file raises
+FileNotFoundError, an unreadable one ValueError; both name the path. Checkpoints of the previous format
+(``mscrs-chat/1``: ``generator.pt``, ``recommender.pt``, ``graphs.pt``, read with ``torch.load(weights_only=True)``)
+still load.
 
 Each user utterance is linked to entities with :class:`~mscrs_core.data.linking.EntityLinker`
 (``from_vocabulary(dataset.entity2id)``, items included because users type movie names; a vocabulary without
@@ -26,149 +28,53 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import torch
-
 from mscrs_core.data.samples import Sample
 from mscrs_core.data.schema import RECOMMENDER, SEEKER
+from mscrs_core.graphs.inputs import GraphInputs  # what the graph encoders are built from (imported from here too)
+from mscrs_core.models.pretrained import read_json
 
-FORMAT = "mscrs-chat/1"
-# the recommender fields of checkpoints written before RecommenderConfig existed (read only)
-REC_KWARGS = ("max_entities", "n_entity_prompt", "n_task_prompt", "tau", "fuse_weight", "fuse_variant", "rec_scope")
-
-
-# ------------------------------------------------------------------------------------------ graph inputs
-
-
-@dataclass
-class GraphInputs:
-    """What a :class:`~mscrs_core.graphs.fusion.SemanticGraphEncoder` is built from (saved in ``graphs.pt``)."""
-
-    num_entities: int
-    item_ids: torch.Tensor
-    kg_edge_index: torch.Tensor
-    kg_edge_type: torch.Tensor
-    kg_num_relations: int
-    collab_edge_index: torch.Tensor | None = None
-    collab_edge_weight: torch.Tensor | None = None
-    text_edge_index: torch.Tensor | None = None
-    image_edge_index: torch.Tensor | None = None
-    text_mask: torch.Tensor | None = None
-    image_mask: torch.Tensor | None = None
-
-    @classmethod
-    def from_parts(cls, num_entities: int, item_ids, kg, collab=None, text=None, image=None,
-                   text_mask=None, image_mask=None) -> "GraphInputs":
-        """From a ``KGEdges`` and optional ``CoMentionGraph`` / ``KNNGraph`` objects."""
-        return cls(
-            num_entities, torch.as_tensor(item_ids, dtype=torch.long), kg.edge_index, kg.edge_type,
-            int(kg.num_relations),
-            None if collab is None else collab.edge_index, None if collab is None else collab.edge_weight,
-            None if text is None else text.edge_index, None if image is None else image.edge_index,
-            text_mask if text_mask is not None else getattr(text, "valid_mask", None),
-            image_mask if image_mask is not None else getattr(image, "valid_mask", None),
-        )
-
-    @classmethod
-    def from_dataset_graphs(cls, graphs) -> "GraphInputs":
-        """From :class:`~mscrs_core.graphs.assemble.DatasetGraphs`."""
-        return cls.from_parts(graphs.dataset.num_entities, graphs.item_ids, graphs.kg, graphs.collab,
-                              graphs.text_knn, graphs.image_knn, graphs.text_mask, graphs.image_mask)
-
-    def encoder(self, config):
-        """A fresh ``SemanticGraphEncoder`` under ``config``; graphs absent here are switched off."""
-        from dataclasses import replace
-
-        from mscrs_core.graphs.fusion import SemanticGraphEncoder
-        from mscrs_core.graphs.kg import KGEdges
-
-        kg = KGEdges(self.kg_edge_index, self.kg_edge_type, self.num_entities, self.kg_num_relations, {}, {}, None,
-                     [str(i) for i in range(self.kg_num_relations)])
-        cfg = replace(config, use_collab=config.use_collab and self.collab_edge_index is not None,
-                      use_text=config.use_text and self.text_edge_index is not None,
-                      use_image=config.use_image and self.image_edge_index is not None)
-        collab = None if not cfg.use_collab else (self.collab_edge_index, self.collab_edge_weight)
-        return SemanticGraphEncoder(self.num_entities, kg, self.item_ids, cfg, collab=collab,
-                                    text=self.text_edge_index if cfg.use_text else None,
-                                    image=self.image_edge_index if cfg.use_image else None,
-                                    text_mask=self.text_mask, image_mask=self.image_mask)
+FORMAT = "mscrs-chat/2"
+LEGACY_FORMAT = "mscrs-chat/1"
+GENERATOR_DIR, RECOMMENDER_DIR, BACKBONE_DIR = "generator", "recommender", "backbone"
 
 
 # ------------------------------------------------------------------------------------------ save / load
 
 
-def _graph_config_dict(encoder) -> dict:
-    return asdict(encoder.config)
-
-
-def save_chat_checkpoint(directory: str | Path, *, generator, dataset, graphs: GraphInputs, recommender=None,
-                         backbone_source: str | None = None, gguf_file: str | None = None,
+def save_chat_checkpoint(directory: str | Path, *, generator, dataset, graphs: GraphInputs | None = None,
+                         recommender=None, backbone_source: str | None = None, gguf_file: str | None = None,
                          attn_implementation: str | None = None) -> Path:
     """Write everything ``mscrs chat`` needs into ``directory`` (see the module docstring).
 
     ``backbone_source``: a name/path :func:`~mscrs_core.models.backbone.load_backbone` can load later (e.g.
     ``"smollm2-135m"``: its GGUF is converted once under the project's ``cache/backbones``); ``None`` saves the
     (frozen, placeholder-resized) backbone itself into ``backbone/``. The backbone's dtype (e.g. bf16) and
-    ``attn_implementation`` are recorded and restored on load.
+    attention implementation are recorded and restored on load. ``graphs``: the graph structure to record
+    (default: the one each model's graph encoder was built from).
     """
-    from mscrs_core.training.checkpoint import atomic_save
-
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    tok = generator.tokenizer
-    tok.save_pretrained(d / "tokenizer")
     if backbone_source is None:
         generator.sync_placeholder()
-        generator.backbone.save_pretrained(d / "backbone")
-        tok.save_pretrained(d / "backbone")
-    rec_cfg = None
+        generator.backbone.save_pretrained(d / BACKBONE_DIR)
+        generator.tokenizer.save_pretrained(d / BACKBONE_DIR)
+        backbone_source = f"../{BACKBONE_DIR}"
+    kw = dict(backbone_source=backbone_source, gguf_file=gguf_file, attn_implementation=attn_implementation,
+              graphs=graphs)
+    generator.save_pretrained(d / GENERATOR_DIR, **kw)
     if recommender is not None:
-        rec_cfg = {"config": recommender.config.to_dict(), "lm_path": recommender.lm_path,
-                   "graph_config": _graph_config_dict(recommender.graph_encoder)}
-        atomic_save(recommender.trainable_state_dict(), d / "recommender.pt")
-    config = {
-        "format": FORMAT,
-        "dataset": dataset.name,
-        "backbone": {"source": backbone_source, "gguf_file": gguf_file, "saved": backbone_source is None,
-                     "dtype": str(next(generator.backbone.parameters()).dtype).removeprefix("torch."),
-                     "attn_implementation": attn_implementation},
-        "generator": generator.config.to_dict(),
-        "generator_graph_config": _graph_config_dict(generator.graph_encoder),
-        "recommender": rec_cfg,
-    }
-    atomic_save(generator.trainable_state_dict(), d / "generator.pt")
-    if generator.bank is not None:
-        atomic_save(generator.bank.state(), d / "context_bank.pt")
-    atomic_save({k: v for k, v in asdict(graphs).items()}, d / "graphs.pt")
+        recommender.save_pretrained(d / RECOMMENDER_DIR, **kw)
     (d / "entities.json").write_text(json.dumps({
         "entity2id": dataset.entity2id, "item_ids": list(dataset.item_ids),
         "entity_names": {str(k): v for k, v in dataset.entity_names.items()}}), encoding="utf-8")
-    (d / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    (d / "config.json").write_text(json.dumps({
+        "format": FORMAT, "dataset": dataset.name, "generator": GENERATOR_DIR,
+        "recommender": RECOMMENDER_DIR if recommender is not None else None}, indent=2), encoding="utf-8")
     return d
-
-
-def _load_pt(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing checkpoint file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated/garbage files
-        raise ValueError(f"{path}: corrupt or unreadable checkpoint file ({type(err).__name__}: {err})") from None
-
-
-def _load_json(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing checkpoint file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: corrupt checkpoint file (not valid JSON: {err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: corrupt checkpoint file (expected a JSON object)")
-    return data
 
 
 @dataclass
@@ -189,72 +95,37 @@ class ChatBundle:
 
 def load_chat_checkpoint(directory: str | Path, device: str = "cpu") -> ChatBundle:
     """Rebuild the generator (and recommender, when saved) from :func:`save_chat_checkpoint`'s folder."""
-    from mscrs_core.graphs.fusion import GraphConfig
-    from mscrs_core.models.backbone import freeze, load_backbone
-    from mscrs_core.models.context_mapping import ContextBank, make_text_embedder
-    from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
-    from mscrs_core.models.recommender import MSCRSRecommender, RecommenderConfig
+    from mscrs_core.models.conversation import MSCRSGenerator
+    from mscrs_core.models.recommender import MSCRSRecommender
 
     d = Path(directory)
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: chat checkpoint folder not found (write one with save_chat_checkpoint)")
-    cfg = _load_json(d / "config.json")
-    if cfg.get("format") != FORMAT:
+    cfg = read_json(d / "config.json", "checkpoint file")
+    ents = read_json(d / "entities.json", "checkpoint file")
+    if cfg.get("format") == LEGACY_FORMAT:
+        from mscrs_core._chat_legacy import load_legacy_models
+
+        generator, recommender = load_legacy_models(d, cfg, device)
+    elif cfg.get("format") == FORMAT:
+        for key in ("generator", "recommender"):
+            if cfg.get(key) is not None and not isinstance(cfg.get(key), str):
+                raise ValueError(f"{d / 'config.json'}: corrupt chat checkpoint config ({key!r} must name a folder)")
+        if not cfg.get("generator"):
+            raise ValueError(f"{d / 'config.json'}: corrupt chat checkpoint config (no generator folder named)")
+        generator = MSCRSGenerator.from_pretrained(d / cfg["generator"], device=device)
+        recommender = None
+        if cfg.get("recommender"):  # one backbone (and the generator's tokenizer, with <movie>) serves both
+            recommender = MSCRSRecommender.from_pretrained(d / cfg["recommender"], backbone=generator.backbone,
+                                                           tokenizer=generator.tokenizer, device=device)
+    else:
         raise ValueError(f"{d / 'config.json'}: not a chat checkpoint (format {cfg.get('format')!r}, "
                          f"expected {FORMAT!r})")
-    ents = _load_json(d / "entities.json")
-    graphs = GraphInputs(**_load_pt(d / "graphs.pt"))
-    gen_state = _load_pt(d / "generator.pt")
     try:
-        from transformers import AutoTokenizer
-
-        if not (d / "tokenizer").is_dir():
-            raise FileNotFoundError(f"{d / 'tokenizer'}: missing tokenizer folder")
-        tokenizer = AutoTokenizer.from_pretrained(str(d / "tokenizer"))
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        b = cfg["backbone"]
-        dtype = getattr(torch, b.get("dtype") or "float32", None)
-        if not isinstance(dtype, torch.dtype):
-            raise ValueError(f"{d / 'config.json'}: backbone dtype {b.get('dtype')!r} is not a torch dtype")
-        kw = {"dtype": dtype, "attn_implementation": b.get("attn_implementation") or None}
-        if b.get("saved"):
-            if not (d / "backbone").is_dir():
-                raise FileNotFoundError(f"{d / 'backbone'}: missing backbone folder")
-            backbone, _ = load_backbone(str(d / "backbone"), **kw)
-        else:
-            from mscrs_core.data.files import project_root
-
-            backbone, _ = load_backbone(b["source"], gguf_file=b.get("gguf_file"),
-                                        cache_dir=project_root() / "cache" / "backbones", **kw)
-        freeze(backbone.to(device))
-        gconf = ConvConfig.from_dict(cfg["generator"])
-        bank = embedder = None
-        if gconf.use_context_mapping:
-            bank = ContextBank.from_state(_load_pt(d / "context_bank.pt"))
-            embedder = make_text_embedder(gconf.text_embedder)
-        gen_graph = graphs.encoder(GraphConfig(**cfg["generator_graph_config"]))
-        generator = MSCRSGenerator(gen_graph, backbone, tokenizer, gconf, bank=bank, embedder=embedder)
-        generator.load_trainable_state_dict(gen_state)
-        generator.to(device).eval()
-        recommender = None
-        if cfg.get("recommender"):
-            rc = dict(cfg["recommender"])
-            rec_graph = graphs.encoder(GraphConfig(**rc.pop("graph_config")))
-            if "config" in rc:
-                rec_config = RecommenderConfig.from_dict(rc["config"])
-            else:  # checkpoints written before RecommenderConfig: the paper's recipe and these fields
-                rec_config = RecommenderConfig.paper(**{k: rc[k] for k in REC_KWARGS})
-            recommender = MSCRSRecommender(rec_graph, backbone, graphs.item_ids, tokenizer=tokenizer,
-                                           config=rec_config)
-            recommender.load_trainable_state_dict(_load_pt(d / "recommender.pt"))
-            if not rc.get("lm_path", True):  # validation kept the warm-up's weights: scored without the LM
-                recommender.close_lm_path()
-            recommender.to(device).eval()
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{d / 'config.json'}: corrupt chat checkpoint config ({type(err).__name__}: {err})") from None
-    return ChatBundle(d, cfg, generator, recommender, dict(ents["entity2id"]),
-                      {int(k): v for k, v in ents.get("entity_names", {}).items()}, list(ents["item_ids"]))
+        return ChatBundle(d, cfg, generator, recommender, dict(ents["entity2id"]),
+                          {int(k): v for k, v in ents.get("entity_names", {}).items()}, list(ents["item_ids"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{d / 'entities.json'}: corrupt checkpoint file ({type(err).__name__}: {err})") from None
 
 
 # ------------------------------------------------------------------------------------------ session

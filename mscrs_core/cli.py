@@ -163,6 +163,16 @@ def _main(argv: list[str]) -> int:
     s = sub.add_parser("stats", help="print Table 1 for a dataset")
     s.add_argument("dataset", choices=["inspired", "redial"])
     s.add_argument("--data", default=None, help="data root (default $MSCRS_DATA or ../shared/data)")
+    d = sub.add_parser("data", help="data roots of your own: manifest, verify (README, 'Your own data')")
+    data_sub = d.add_subparsers(dest="data_cmd", required=True, parser_class=_Parser)  # `mscrs data <command>`
+    dm = data_sub.add_parser("manifest", help="write DIR/MANIFEST.sha256.tsv: the sha256 of every data file in DIR")
+    dm.add_argument("dir", metavar="DIR")
+    dv = data_sub.add_parser("verify", help="check DIR against its MANIFEST.sha256.tsv (else the shipped data's); "
+                                            "a difference: one line naming the file, exit code 2")
+    dv.add_argument("dir", metavar="DIR")
+    from .data.importers.cli import add_parser as add_import_parser
+
+    add_import_parser(data_sub)  # `mscrs data import FORMAT SRC DST` (mscrs_core/data/importers)
     if argv[:1] == ["chat"]:
         if not any(a in ("-h", "--help") for a in argv[1:]):
             _check_chat_options(argv[1:])
@@ -184,6 +194,19 @@ def _main(argv: list[str]) -> int:
     elif args.cmd == "chapters":
         for c in runner.chapters():
             print(c.name, c.source)
+    elif args.cmd == "data" and args.data_cmd == "import":
+        from .data.importers.cli import run as run_import
+
+        return run_import(args)
+    elif args.cmd == "data" and args.data_cmd in ("manifest", "verify"):
+        from .data import manifest
+
+        if args.data_cmd == "manifest":
+            path = manifest.write_manifest(args.dir)
+            print(f"wrote {path} ({len(manifest.read_manifest(path))} files); check it with: {PROG} data verify "
+                  f"{path.parent}")
+        else:
+            print(manifest.verify_root(args.dir))
     elif args.cmd == "stats":
         from .data import load_dataset
         from .data.stats import table1

@@ -50,6 +50,9 @@ item_bias = True
 entity_skip = True
 zero_init_projection = True
 lm_scale = 0.1  # weight of the LM term beside the entity skip path
+mention_bias = True  # a learned bonus for the items already mentioned in the dialog
+lm_trains = "prompt"  # after the warm-up: "prompt" (prompt encoder + projection) | "all"
+select_rule = "one_se"  # warm-up vs LM stage on validation: "one_se" | "best"
 max_length = 64
 pretrain_epochs = 1
 pretrain_max_samples = 1000
@@ -68,23 +71,129 @@ max_eval_samples = 0
 text_max_length = 128
 results_dir = None  # None: build/runs
 data_root = None
+check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 sweep_point = False  # True when a sweep (chapters 4, 5) executes this run: skip the reference runs below
 # "Prefix against suffix": both prompt orders on one equal budget (same samples, epochs and steps)
 position_budget = {"max_train_samples": 512, "pretrain_epochs": 0, "warm_epochs": 0, "rec_epochs": 2}
 
-# %%
+# %% tags=["hide-cell"]
 import dataclasses
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.recommendation import RecRunConfig, run_recommendation
 
 sns.set_theme(style="whitegrid")
+print(use_data_root(data_root, check_checksums, datasets=[dataset]))
 cfg = RecRunConfig.from_namespace(globals())
 result = run_recommendation(cfg, results_dir, data_root)
 print(cfg.run_line(result))
+
+# %% tags=["remove-cell"]
+from mscrs_core.book.show import equation_with_code, glue_numbers
+from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
+from mscrs_core.models.recommender import MSCRSRecommender
+
+# %% [markdown]
+# ## Section 4.3 in code
+#
+# Each equation as the paper prints it, followed by the library code that computes it (pulled from
+# `mscrs_core` when the chapter runs; {doc}`/book/equations` lists them all). Shapes: $B$ dialogs, $q$ entity
+# slots, $p$ entity-prompt positions, $d$ the entity dimension, $H$ the backbone's hidden size.
+#
+# **The entity prompt (Eq. 17).** The context's entities $\mathbf{V}_s$ are rows of the fused entity table
+# $\hat{\mathbf{E}}_{final}$ of chapter 2 (Eq. 16); $\mathbf{W}_1$ mixes the $q$ entity slots into $p$ prompt
+# positions and $\mathbf{W}_2$ maps the entity space into the backbone's. The paper's text vector
+# $\mathbf{T}_s$ comes from RoBERTa; here it is the mean input embedding of the context's tokens, and the
+# prompt's entity part is $\hat{\mathbf{V}}_s = \tilde{\mathbf{V}}_s + \mathbf{T}_s$.
+
+# %% tags=["remove-input"]
+equation_with_code(17, PromptEncoder.entity_prompt, PromptEncoder.text_embedding,
+                   note="Entity slots are right-aligned (the last slot is the latest mention) and padded slots are "
+                        "zeroed, so a column of $\\mathbf{W}_1$ means \"the k-th most recent entity\" in every "
+                        "dialog:")
+
+# %% [markdown]
+# **Contrastive fusion (Eq. 18).** The entity prompt and the context's text vector of one dialog are pulled
+# together against the other dialogs of the batch.
+
+# %% tags=["remove-input"]
+equation_with_code(18, PromptEncoder.fuse_loss,
+                   note="$\\tilde{\\mathbf{V}}_s$ is mean-pooled over its $p$ positions, both sides are "
+                        "L2-normalised and $\\gamma$ runs over the dialogs of the batch; `fuse_variant=\"infonce\"` "
+                        "replaces the printed intra-modal denominators by cross-modal ones:")
+
+# %% [markdown]
+# **The prompt (Eq. 19).** The soft prompt $[\hat{\mathbf{V}}_s; \mathbf{O}_{rec}]$ enters the frozen language
+# model as input embeddings, beside the context's token embeddings.
+
+# %% tags=["remove-input"]
+equation_with_code(19, PromptEncoder.forward, assemble_inputs, fold=30,
+                   note="`forward` builds $[\\hat{\\mathbf{V}}_s; \\mathbf{O}_{rec}]$ and $L_{fuse}$; "
+                        "`assemble_inputs` puts it before the context as printed (`prompt_position=\"prefix\"`). "
+                        "The book's default puts it after the context (next equation, and \"What ran\" below):")
+
+# %% [markdown]
+# **User preference (Eq. 20).** The language model's state at the last position, projected into the entity
+# space by a linear map (`projection`), is the preference $\hat{\mathbf{r}}_s$ every item is scored against.
+
+# %% tags=["remove-input"]
+equation_with_code(20, MSCRSRecommender.encode, fold=45,
+                   note="With `prompt_position=\"suffix\"` the last position is the prompt's end, and the "
+                        "context's key/value states come from `context_bank` (computed once, without gradient) "
+                        "when one is attached. The last lines are the skip path (next cell):")
+
+# %% [markdown]
+# **Beyond the paper: the skip path** (`entity_skip=True`, `zero_init_projection=True`). The mean of the
+# context's entity rows is added to the projected state, which `lm_scale` ($\lambda_{lm}$) weights; the
+# projection $\mathbf{W}_p$ starts at zero, so the untrained model is the graphs alone plus the popularity prior
+# of the item bias. The warm-up closes the language-model path, and the skip path is then the whole preference.
+
+# %% tags=["remove-input"]
+equation_with_code(r"\hat{\mathbf{r}}_s = \lambda_{lm}\, \mathbf{W}_p\, \mathbf{h}_s + \frac{1}{|Q_s|} "
+                   r"\sum_{e \in Q_s} \hat{\mathbf{E}}_{final}[e]",
+                   MSCRSRecommender.close_lm_path,
+                   note="$\\mathbf{h}_s$ is the language model's state of Eq. (20) and $Q_s$ the context's "
+                        "entities:")
+
+# %% [markdown]
+# **Scores (Eq. 21, 23).** Pre-training scores all $K$ entities (Eq. 21), recommendation the $N$ items
+# (Eq. 23). As printed, a logit is the dot product of $\hat{\mathbf{r}}_s$ with an entity row (`head="dot"`).
+# The book's default head (`head="cosine"`, `item_bias=True`, `mention_bias=True`) is the third line: a
+# learned scale $e^{\sigma}$ times the cosine, plus a per-item bias $b_i$ that starts at log popularity, plus
+# the bonus $m_{s,i}$ of the items the dialog already mentioned (next cell).
+
+# %% tags=["remove-input"]
+equation_with_code([21, 23, r"\mathbf{P}(i) = \operatorname{Softmax}_i\big(e^{\sigma} \cos(\hat{\mathbf{r}}_s, "
+                            r"\hat{\mathbf{E}}_{final}[i]) + b_i + m_{s,i}\big)"],
+                   MSCRSRecommender.scores, MSCRSRecommender.score_items, MSCRSRecommender.score_entities,
+                   MSCRSRecommender.init_item_bias,
+                   note="The softmax is the one inside the cross-entropy of Eq. (22) and (24); scoring needs "
+                        "only the logits:")
+
+# %% [markdown]
+# **Beyond the paper: the mention bonus** (`mention_bias=True`). An item the dialog already named gets a learned
+# bonus, larger for the later mentions.
+
+# %% tags=["remove-input"]
+equation_with_code(r"m_{s,i} = \big(\beta + \gamma\, \rho_{s,i}\big)\, [\, i \in Q_s \,]",
+                   MSCRSRecommender.mention_bonus,
+                   note="$\\rho_{s,i}$ is the place of item $i$ among the dialog's mentions in order of first "
+                        "mention, divided by their number (1 for the latest); $\\beta$ and $\\gamma$ "
+                        "(`mention_weight`, `mention_recency`) are learned:")
+
+# %% [markdown]
+# **The losses (Eq. 22, 24).** One forward pass gives the cross-entropy over entities (`task="pretrain"`) or
+# items (`task="rec"`) plus $\delta L_{fuse}$.
+
+# %% tags=["remove-input"]
+equation_with_code([22, 24], MSCRSRecommender.forward,
+                   note="$\\delta$ is `fuse_weight`. Each gold item of a recommender turn is its own sample "
+                        "(the UniCRS protocol), and `F.cross_entropy` averages over the batch where the paper "
+                        "sums over $S_{train}$:")
 
 # %% [markdown]
 # ## What ran
@@ -111,11 +220,23 @@ print(cfg.run_line(result))
 #   gets the mean of the context's entity rows added, and the projection of the LM state starts at zero: the
 #   untrained model is exactly "the graphs alone" plus the popularity prior (tested), and training adds what
 #   the prompt and the language model contribute.
+# * **A bonus for items already mentioned** (`mention_bias=True`). An item the dialog has already named gets
+#   beta + gamma * r added to its logit (r: 1 for the latest first mention, smaller for earlier ones; beta and
+#   gamma are learned). A sixth of the test golds were mentioned before (the "mentioned" slice in chapter 4),
+#   and the mean of the context's entity rows dilutes such an item among the genres and people around it. The
+#   paper has no such term; `copy_context` in chapter 4 is the same idea with an infinite bonus.
 # * **A warm-up without the language model** (`warm_epochs`, `warm_lr`, `warm_graph_lr`). Before the prompt
 #   training of Eq. (24), the same loss trains with the language-model path closed (the skip path alone,
 #   which is the untrained model's whole output): the graph side, the scale and the item bias settle in a few
 #   seconds per epoch instead of a few minutes. Validation then chooses between the best warm-up epoch and the
 #   best epoch with the language model; the result records which (`selected_stage`), and the chapter shows it.
+#   After the warm-up the language-model stage trains only the prompt encoder and the projection
+#   (`lm_trains="prompt"`): the graph side, the scale and the biases stay as the warm-up chose them, so the
+#   stage measures what the language model adds to them (`"all"` trains everything, as Eq. (24) does).
+#   Validation keeps the language-model stage only if its best Recall@10 beats the warm-up's by more than one
+#   standard error of the warm-up's (`select_rule="one_se"`, the one-standard-error rule; `"best"` takes the
+#   plain maximum): with a few hundred validation samples the maximum over a handful of epochs wins by chance
+#   as often as by merit.
 # * **The entity table's learning rate** (`entity_lr`). The table starts at the authors' Xavier scale (row norm
 #   about 0.09 at d = 64) and Adam moves every row that gets a gradient by about its learning rate per
 #   coordinate per step: at the prompt's 1e-3 a few dozen steps erase what the graphs put there. The table
@@ -127,10 +248,10 @@ print(cfg.run_line(result))
 # * **Selection.** The recommendation epoch with the best validation Recall@10 is kept (ties in the ranking
 #   count at their expected value, never in the model's favour); the test split is scored once.
 
-# %%
+# %% tags=["hide-input"]
 pd.Series({**dataclasses.asdict(cfg), **result["samples"]}, name="value").to_frame()
 
-# %%
+# %% tags=["hide-input"]
 if "graphs" in result:
     g = result["graphs"]
     print("graphs used:", ", ".join(g["active_graphs"]), "| item modalities:", ", ".join(g["modalities"]) or "none")
@@ -147,7 +268,7 @@ if "selected_stage" in result:
 # training); the recommendation epoch with the best validation Recall@10 is kept. The test split is scored
 # once, with the kept weights.
 
-# %%
+# %% tags=["hide-input"]
 hist = pd.DataFrame(result["history"])
 if not hist.empty and "stage" not in hist:
     hist["stage"] = "train"  # the baselines train in one stage
@@ -176,7 +297,7 @@ if not hist.empty and {"epoch", "valid_recall@10"} <= set(hist):  # the zero-sho
 # whole item set. `excl/` removes the items already mentioned earlier in the dialog from the ranking
 # (a common variant, reported beside, never instead).
 
-# %%
+# %% tags=["hide-input"]
 pd.DataFrame({"test": result["test"], "valid": result["valid"]}).round(4)
 
 # %% [markdown]
@@ -193,7 +314,7 @@ pd.DataFrame({"test": result["test"], "valid": result["valid"]}).round(4)
 #   co-mention graph this is a random-projection collaborative filter. It is shown with this run's graphs
 #   and without the text graph, whose item-to-item term (Eq. 16) is added on the item rows only.
 
-# %%
+# %% tags=["hide-input"]
 if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
     refs = {
         "popularity": dataclasses.replace(cfg, model="popularity"),
@@ -210,13 +331,8 @@ if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
     comparison[f"{cfg.model} - popularity"] = (comparison[cfg.model] - comparison["popularity"]).round(4)
     display(comparison)
 
-# %% [markdown]
-# **Reading this comparison.** The cell below states it in words from the numbers above: the run against
-# popularity and against the graphs alone, and on the slices of chapter 4 (gold already mentioned in the
-# dialog / new item). A recommender that listens moves its top-1 away from popularity's and beats popularity
-# on new items, not only on the items the dialog already named.
-
-# %%
+# %% tags=["remove-cell"]
+reading = "(No comparison: this run is itself a reference, or a point of a sweep.)"
 if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
     diff = comparison.loc["recall@10", cfg.model] - comparison.loc["recall@10", "popularity"]
     sl = result.get("test_slices", {})
@@ -232,10 +348,24 @@ if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
         lines.append(f"Its top-1 item is popularity's top-1 on {sl['top1_is_popularity_top1']:.0%} of the test "
                      f"samples.")
     if "selected_stage" in result:
-        lines.append(f"Validation kept the weights of the stage '{result['selected_stage']}'"
-                     + (": the language-model stage did not beat the warm-up on validation, so this run's "
+        stage = result.get("stage_valid_recall@10", {})
+        warm_r, lm_r = stage.get("warm-up (no LM)"), stage.get("rec")
+        where = (f" (validation Recall@10: warm-up {warm_r:.3f}, language-model stage {lm_r:.3f}, rule "
+                 f"'{result.get('select_rule', 'best')}')" if warm_r is not None and lm_r is not None else "")
+        lines.append(f"Validation kept the weights of the stage '{result['selected_stage']}'{where}"
+                     + (": the language-model stage did not earn its place on validation, so this run's "
                         "scores do not use the language model." if result["selected_stage"] != "rec" else "."))
     print("\n".join(lines))
+    reading = " ".join(lines)
+glue_numbers({"reading": reading})
+
+# %% [markdown]
+# **Reading this comparison.** In words, from the numbers above: the run against popularity and against the
+# graphs alone, and on the slices of chapter 4 (gold already mentioned in the dialog / new item). A recommender
+# that listens moves its top-1 away from popularity's and beats popularity on new items, not only on the items
+# the dialog already named.
+#
+# {glue:text}`reading`
 
 # %% [markdown]
 # ## Prefix against suffix
@@ -247,7 +377,7 @@ if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
 # The budget has no warm-up, so that both runs train the language-model path they are meant to compare (with a
 # warm-up, validation may keep the warm-up's weights for both, and the comparison would compare nothing).
 
-# %%
+# %% tags=["hide-input"]
 if cfg.model in ("mscrs", "unicrs") and not sweep_point:
     pos_runs = {p: run_recommendation(dataclasses.replace(cfg, prompt_position=p, **position_budget),
                                       results_dir, data_root) for p in ("prefix", "suffix")}
@@ -257,7 +387,34 @@ if cfg.model in ("mscrs", "unicrs") and not sweep_point:
                                   "context states (s)": r.get("context_state_seconds", 0.0)}
                               for p, r in pos_runs.items()}).round(4)
     display(positions)
+
+# %% tags=["remove-cell"]
+positions_sentence = "(Not compared: only the MSCRS and UniCRS runs of this chapter compare the two orders.)"
+if cfg.model in ("mscrs", "unicrs") and not sweep_point:
     pre, suf = pos_runs["prefix"], pos_runs["suffix"]
-    print(f"Same budget: the prefix order took {pre['seconds'] / max(suf['seconds'], 1e-9):.1f}x the suffix "
-          f"order's compute ({pre['seconds']:.0f} s against {suf['seconds']:.0f} s, the suffix's context states "
-          f"included) for test Recall@10 {pre['test']['recall@10']:.3f} against {suf['test']['recall@10']:.3f}.")
+    positions_sentence = (
+        f"Same budget: the prefix order took {pre['seconds'] / max(suf['seconds'], 1e-9):.1f}x the suffix "
+        f"order's compute ({pre['seconds']:.0f} s against {suf['seconds']:.0f} s, the suffix's context states "
+        f"included) for test Recall@10 {pre['test']['recall@10']:.3f} against {suf['test']['recall@10']:.3f}.")
+    print(positions_sentence)
+glue_numbers({"positions_sentence": positions_sentence})
+
+# %% [markdown]
+# {glue:text}`positions_sentence`
+
+# %% tags=["remove-cell"]
+glue_numbers({"model": {"mscrs": "MSCRS", "unicrs": "UniCRS"}.get(cfg.model, cfg.model),
+              "dataset": {"inspired": "INSPIRED", "redial": "ReDial"}.get(cfg.dataset, cfg.dataset),
+              "train": result["samples"]["train"], "test": result["samples"]["test"],
+              "recall1": result["test"]["recall@1"], "recall10": result["test"]["recall@10"],
+              "recall50": result["test"]["recall@50"]}, prefix="run_")
+
+# %% [markdown]
+# ## What this run finds
+#
+# {glue:text}`run_model` on {glue:text}`run_dataset`, trained on {glue:text}`run_train:,d` samples and scored
+# once on {glue:text}`run_test:,d` test samples with the weights validation kept, ranks the gold item first for
+# {glue:text}`run_recall1:.1%` of them, in its top 10 for {glue:text}`run_recall10:.1%` and in its top 50 for
+# {glue:text}`run_recall50:.1%` (against popularity and on the two slices: "Reading this comparison" above).
+# Chapter 4 repeats this run over seeds and against the baselines of Table 2, and tests whether the difference
+# is significant.

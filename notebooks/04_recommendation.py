@@ -54,18 +54,21 @@ k = {"inspired": 10, "redial": 20}
 base = {}  # RecRunConfig overrides for every run (e.g. {"rec_epochs": 5})
 results_dir = None
 data_root = None
+check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %%
-import numpy as np
+# %% tags=["hide-cell"]
 import pandas as pd
 
-from mscrs_core.book.paper_tables import paper_table2
-from mscrs_core.evaluation.significance import paired_test
+from mscrs_core.book import rec_tables
+from mscrs_core.book.rec_tables import MODEL_NAMES as names
+from mscrs_core.book.show import glue_numbers
+from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.sweep import METRICS, run_points, seed_mean_per_sample
 
 deterministic = {"popularity", "copy_context", "zero_shot_text"}  # one run: no seed enters them
 points = [{"dataset": ds, "model": m, "seed": s, "k": k[ds]}
           for ds in datasets for m in models[ds] for s in (seeds[ds][:1] if m in deterministic else seeds[ds])]
+print(use_data_root(data_root, check_checksums, datasets=datasets))  # the sweep's runs read the data the same way
 runs = run_points(points, profile=profile, base=base, results_dir=results_dir, data_root=data_root)
 print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in total")
 
@@ -76,25 +79,8 @@ print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in tot
 # training dialogs** (chapter 1), and every run uses the offline backbones of chapter 3, so neither
 # dataset's numbers are the paper's experiment: compare the ordering of the rows, not the values.
 
-# %%
-names = {"popularity": "Popularity", "text_classifier": "BERT (frozen MiniLM)", "graph_scorer": "Graphs alone (untrained)",
-         "copy_context": "Copy context (ref.)", "zero_shot_text": "Zero-shot text (ref.)",
-         "entity_mean": "Entity mean (ref., KBRD-like)", "unicrs": "UniCRS", "mscrs": "MSCRS"}
-agg = runs.groupby(["dataset", "model"])[list(METRICS)].agg(["mean", "std"])
-rows = []
-for (ds, m), r in agg.iterrows():
-    n = int((runs.dataset.eq(ds) & runs.model.eq(m)).sum())
-    rows.append({"dataset": ds, "model": names[m], "source": f"ours ({n} seed{'s' if n > 1 else ''})",
-                 **{c: (f"{r[(c, 'mean')]:.3f} ± {r[(c, 'std')]:.3f}" if n > 1 else f"{r[(c, 'mean')]:.3f}")
-                    for c in METRICS}})
-paper = paper_table2().reset_index()
-paper = paper[paper.model.isin(["Popularity", "BERT", "UniCRS", "MSCRS"]) & paper.dataset.isin(datasets)]
-for _, r in paper.iterrows():
-    rows.append({"dataset": r.dataset, "model": r.model if r.model != "BERT" else "BERT (frozen MiniLM)",
-                 "source": "paper", **{c: "-" if pd.isna(r[c]) else f"{r[c]:.3f}" for c in METRICS}})
-order = {v: i for i, v in enumerate(names.values())}
-table = pd.DataFrame(rows).sort_values(["dataset", "model", "source"], key=lambda s: s.map(order) if s.name == "model" else s)
-table.set_index(["dataset", "model", "source"])
+# %% tags=["hide-input"]
+rec_tables.table2(runs, datasets, metrics=METRICS)
 
 # %% [markdown]
 # ## Is MSCRS better than the strongest baseline?
@@ -103,23 +89,39 @@ table.set_index(["dataset", "model", "source"])
 # Recall@10 averaged over seeds, MSCRS against the baseline with the best mean Recall@10, paired t-test and
 # Wilcoxon signed-rank test over the test samples (one-sided, "MSCRS better").
 
-# %%
-tests = []
-for ds in datasets:
-    sub = runs[runs.dataset == ds]
-    means = sub.groupby("model")["recall@10"].mean()
-    baselines = means.drop(["mscrs", "graph_scorer", *references], errors="ignore")  # the paper's baselines only
-    if "mscrs" not in means or baselines.empty:
-        continue
-    best = baselines.idxmax()
-    a = seed_mean_per_sample(sub, "mscrs", results_dir)
-    b = seed_mean_per_sample(sub, best, results_dir)
-    a, b = a.align(b, join="inner")
-    for method in ("ttest", "wilcoxon"):
-        t = paired_test(a.values, b.values, method=method, alternative="greater")
-        tests.append({"dataset": ds, "MSCRS vs": names[best], "test": method, "samples": t.n,
-                      "mean difference in Recall@10": round(t.mean_diff, 4), "p-value": round(t.pvalue, 4)})
-pd.DataFrame(tests)
+# %% tags=["hide-input"]
+def per_sample(sub, model):  # Recall@10 per test sample, averaged over the model's seeds
+    return seed_mean_per_sample(sub, model, results_dir)
+
+
+# the paper's baselines only: neither the graphs alone nor the references beyond the paper
+rec_tables.best_baseline_tests(runs, datasets, per_sample, not_baselines=("graph_scorer", *references))
+
+# %% tags=["remove-cell"]
+found = rec_tables.findings(runs, ("inspired", "redial"), per_sample, references)
+glue_numbers(found)
+
+# %% [markdown]
+# On {glue:text}`inspired_name`, MSCRS reaches Recall@10 {glue:text}`inspired_mscrs_r10:.3f` and Recall@50
+# {glue:text}`inspired_mscrs_r50:.3f` ({glue:text}`inspired_seeds_text`; the paper:
+# {glue:text}`inspired_paper_r10:.3f` and {glue:text}`inspired_paper_r50:.3f`). At Recall@10 it is
+# {glue:text}`inspired_vs_best` the best of the paper's baselines here, {glue:text}`inspired_best`
+# ({glue:text}`inspired_best_r10:.3f`, Recall@50 {glue:text}`inspired_best_r50:.3f`), and
+# {glue:text}`inspired_vs_ref` the strongest reference beyond the paper, {glue:text}`inspired_ref`
+# ({glue:text}`inspired_ref_r10:.3f` and {glue:text}`inspired_ref_r50:.3f`). Against UniCRS, paired over
+# {glue:text}`inspired_samples:d` test samples, its Recall@10 differs by {glue:text}`inspired_unicrs_diff:+.3f`
+# (one-sided t-test, "MSCRS better": p = {glue:text}`inspired_unicrs_p:.3f`). On new items (the gold not
+# mentioned before) its Recall@10 is {glue:text}`inspired_new_r10:.3f`, {glue:text}`inspired_vs_pop_new`
+# popularity's {glue:text}`inspired_pop_new_r10:.3f`.
+#
+# On {glue:text}`redial_name`: Recall@10 {glue:text}`redial_mscrs_r10:.3f` and Recall@50
+# {glue:text}`redial_mscrs_r50:.3f` ({glue:text}`redial_seeds_text`; the paper: {glue:text}`redial_paper_r10:.3f` and
+# {glue:text}`redial_paper_r50:.3f`), {glue:text}`redial_vs_best` {glue:text}`redial_best`
+# ({glue:text}`redial_best_r10:.3f` and {glue:text}`redial_best_r50:.3f`) and {glue:text}`redial_vs_ref`
+# {glue:text}`redial_ref` ({glue:text}`redial_ref_r10:.3f` and {glue:text}`redial_ref_r50:.3f`) at Recall@10;
+# against UniCRS {glue:text}`redial_unicrs_diff:+.3f` (p = {glue:text}`redial_unicrs_p:.3f`,
+# {glue:text}`redial_samples:d` samples); on new items {glue:text}`redial_new_r10:.3f` against popularity's
+# {glue:text}`redial_pop_new_r10:.3f`.
 
 # %% [markdown]
 # ## Already mentioned or new
@@ -128,13 +130,8 @@ pd.DataFrame(tests)
 # (a ranker that repeats the context finds these), or it is new. The last column is the share of test
 # samples whose top-1 item is popularity's top-1: a model that has not learned to listen sits near 1.
 
-# %%
-slice_cols = ["mentioned/recall@10", "new/recall@10", "new/recall@50", "top1 = popularity's"]
-slices = runs.groupby(["dataset", "model"])[slice_cols].mean().round(3)
-slices.insert(0, "test samples (mentioned / new)", [
-    f"{int(round(r['mentioned_count']))} / {int(round(r['new_count']))}" for _, r in
-    runs.groupby(["dataset", "model"])[["mentioned_count", "new_count"]].mean().iterrows()])
-slices.rename(index=names, level=1)
+# %% tags=["hide-input"]
+rec_tables.slice_table(runs)
 
 # %% [markdown]
 # ## The same runs, removing items already mentioned
@@ -142,7 +139,7 @@ slices.rename(index=names, level=1)
 # Some works remove the items mentioned earlier in the dialog from the ranking before computing the
 # metrics. Beside the standard numbers above, the same runs under that rule:
 
-# %%
+# %% tags=["hide-input"]
 excl = runs.groupby(["dataset", "model"])[[f"excl/{m}" for m in METRICS]].mean().round(3)
 excl.rename(index=names, level=1)
 
@@ -151,5 +148,5 @@ excl.rename(index=names, level=1)
 #
 # Compute time of each model's runs (training and evaluation, on this machine's CPU cores):
 
-# %%
+# %% tags=["hide-input"]
 runs.groupby(["dataset", "model"])["seconds"].agg(["count", "mean", "sum"]).round(1).rename(index=names, level=1)

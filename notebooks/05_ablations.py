@@ -32,19 +32,24 @@ compare_variants = True  # also run the authors'-code graph variant
 base = {}
 results_dir = None
 data_root = None
+check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 import torch
 
+from mscrs_core.book import ablation_tables
+from mscrs_core.book.show import glue_numbers
 from mscrs_core.data import load_dataset
+from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.sweep import run_points
 from mscrs_core.graphs.assemble import GraphSettings, build_dataset_graphs
 from mscrs_core.graphs.fusion import GraphConfig
 
 sns.set_theme(style="whitegrid")
+print(use_data_root(data_root, check_checksums, datasets=[dataset]))  # the sweep's runs read the data the same way
 common = {"dataset": dataset, "model": "mscrs", "k": k_default}
 
 # %% [markdown]
@@ -54,7 +59,7 @@ common = {"dataset": dataset, "model": "mscrs", "k": k_default}
 # two graph variants) goes into one sweep, so that the two worker processes stay busy until the last point
 # instead of one waiting at the end of each figure. The sections below take their rows from it.
 
-# %%
+# %% tags=["hide-cell"]
 ds = load_dataset(dataset, data_root)
 graphs = build_dataset_graphs(ds, GraphSettings(k=k_default), data_root)
 has_images = graphs.image_knn is not None
@@ -71,7 +76,7 @@ for name, v in variants.items():
     for s in seeds:
         trained = {"model": "unicrs"} if name == "w/o -r" else {**v}  # UniCRS = MSCRS without any semantic graph
         ab_points += [{**common, **trained, "seed": s}, {**common, **v, "model": "graph_scorer", "seed": s}]
-        ab_labels += [(name, "trained MSCRS variant"), (name, "graphs alone (untrained)")]
+        ab_labels += [(name, ablation_tables.TRAINED), (name, ablation_tables.UNTRAINED)]
 k_points = [{**common, "k": kk, "seed": s} for kk in ks for s in seeds]
 l_points = [{**common, "lambda_": lam, "seed": s} for lam in lambdas for s in seeds] if has_images else []
 var_points = ([{**common, "graph_variant": gv, "seed": s} for gv in ("paper", "authors_code") for s in seeds]
@@ -79,9 +84,7 @@ var_points = ([{**common, "graph_variant": gv, "seed": s} for gv in ("paper", "a
 groups = {"ablations": ab_points, "k": k_points, "lambda": l_points, "graph variants": var_points}
 every = run_points([p for g in groups.values() for p in g], profile=profile, base=base, results_dir=results_dir,
                    data_root=data_root)
-parts, start = {}, 0
-for g, pts in groups.items():
-    parts[g], start = every.iloc[start:start + len(pts)].reset_index(drop=True), start + len(pts)
+parts = ablation_tables.split_rows(every, {g: len(pts) for g, pts in groups.items()})
 distinct = every.drop_duplicates("name")
 print(f"{len(every)} points, {len(distinct)} distinct runs, {distinct['seconds'].sum() / 60:.1f} min of compute in total")
 
@@ -96,7 +99,7 @@ print(f"{len(every)} points, {len(distinct)} distinct runs, {distinct['seconds']
 # Beside each trained variant: the same graphs untrained and without a language model ("graphs alone",
 # chapter 3), which shows what each graph contributes to the signal before any training.
 
-# %%
+# %% tags=["hide-input"]
 ab = parts["ablations"]
 ab["variant"], ab["kind"] = [l[0] for l in ab_labels], [l[1] for l in ab_labels]
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -109,8 +112,22 @@ if "w/o -i" in variants and not has_images:
 ax.set_ylim(0, ab["recall@10"].max() * 1.25)
 ax.legend(fontsize=8, loc="upper right")
 fig.tight_layout()
-ab.groupby(["variant", "kind"])[["recall@1", "recall@10", "recall@50"]].mean().unstack("kind").reindex(
-    list(variants)).round(4)
+ablation_tables.ablation_table(ab, list(variants))
+
+# %% tags=["remove-cell"]
+glue_numbers(ablation_tables.ablation_differences(ab, ["MSCRS", "w/o -co", "w/o -t", "w/o -i", "w/o -r"]),
+             prefix="ab_")
+glue_numbers({"dataset": {"inspired": "INSPIRED", "redial": "ReDial"}.get(dataset, dataset)}, prefix="ab_")
+
+# %% [markdown]
+# On {glue:text}`ab_dataset`, trained MSCRS reaches Recall@10 {glue:text}`ab_trained_mscrs:.3f`. Without the
+# collaborative graph it changes by {glue:text}`ab_trained_wo_co_diff:+.3f`, without the text graph by
+# {glue:text}`ab_trained_wo_t_diff:+.3f`, and without any semantic graph (w/o -r, the UniCRS prompt) by
+# {glue:text}`ab_trained_wo_r_diff:+.3f`; without the image graph by {glue:text}`ab_trained_wo_i_diff:+.3f`
+# (with no images, w/o -i is MSCRS's own configuration). Untrained, the graphs alone reach
+# {glue:text}`ab_alone_mscrs:.3f`, and change by {glue:text}`ab_alone_wo_co_diff:+.3f` without the collaborative
+# graph, {glue:text}`ab_alone_wo_t_diff:+.3f` without the text graph and {glue:text}`ab_alone_wo_r_diff:+.3f`
+# with the knowledge graph alone.
 
 # %% [markdown]
 # ## Figure 5 (a, b): the number of neighbours k
@@ -118,7 +135,7 @@ ab.groupby(["variant", "kind"])[["recall@1", "recall@10", "recall@50"]].mean().u
 # The text graph (Eq. 10) keeps the top-k most similar items of each item; the paper's best is k=20 on ReDial
 # and k=10 on INSPIRED.
 
-# %%
+# %% tags=["hide-input"]
 kres = parts["k"]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 sns.lineplot(kres, x="k", y="recall@10", marker="o", errorbar="sd" if len(seeds) > 1 else None, ax=ax)
@@ -138,7 +155,7 @@ kres.groupby("k")[["recall@10", "recall@50"]].mean().round(4)
 # for every lambda. With an image folder (`image_root` in chapter 2's settings) the points run as papermill
 # runs like those above.
 
-# %%
+# %% tags=["hide-input"]
 if has_images:
     lres = parts["lambda"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -163,7 +180,7 @@ else:
 # without activation, self-loops before normalisation, partial layer averaging, directed kNN edges) against
 # the paper's equations, same seeds and settings.
 
-# %%
+# %% tags=["hide-input"]
 if compare_variants:
     vres = parts["graph variants"]
     display(vres.groupby("graph_variant")[["recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10"]].mean().round(4))

@@ -41,17 +41,20 @@ profile = "default"  # the parameter profile each run executes under
 datasets = ["inspired", "redial"]
 ablation_datasets = ["inspired"]  # Figure 4 (c, d): the paper shows both; the CPU budget allows one here
 seed = 0
-base = {}  # ConvRunConfig overrides for every run
+base = {}  # ConversationRunConfig overrides for every run
 results_dir = None
 data_root = None
+check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %%
+# %% tags=["hide-output"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from mscrs_core.book.paper_tables import paper_table3
-from mscrs_core.experiments.sweep import CONV_RUN_CHAPTER, run_points
+from mscrs_core.book.show import direction, glue_numbers
+from mscrs_core.data.manifest import use_data_root
+from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, run_points
 
 sns.set_theme(style="whitegrid")
 variants = {
@@ -69,8 +72,9 @@ for ds in datasets:
     for name in dict.fromkeys(table3 + (ablations if ds in ablation_datasets else [])):
         points.append({"dataset": ds, "seed": seed, **variants[name]})
         labels.append(name)
+print(use_data_root(data_root, check_checksums, datasets=datasets))  # the sweep's runs read the data the same way
 runs = run_points(points, profile=profile, base=base, results_dir=results_dir, data_root=data_root,
-                  chapter=CONV_RUN_CHAPTER)
+                  chapter=CONVERSATION_RUN_CHAPTER)
 runs["variant"] = labels
 print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in total")
 
@@ -82,7 +86,7 @@ print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in tot
 # paper's values above 1) and `dist_ratio@n` the 0-1 ratio of distinct to total n-grams, both word-level.
 # The paper's rows come from the full data and DialoGPT-small: compare the ordering, not the values.
 
-# %%
+# %% tags=["hide-input"]
 cols = ["bleu@2", "bleu@3", "rouge2", "rougeL", "dist@2", "dist@3", "dist@4", "dist_ratio@2", "sacrebleu"]
 paper_names = {"MSCRS": "MSCRS", "w/o graphs (UniCRS-like)": "UniCRS", "plain backbone": "DialoGPT"}
 rows = []
@@ -96,10 +100,30 @@ for ds in datasets:
                          **{c: paper.loc[(ds, theirs)].get(c) for c in cols}})
 pd.DataFrame(rows).set_index(["dataset", "model", "source"]).sort_index().round(4)
 
+# %% tags=["remove-cell"]
+for ds in ("inspired", "redial"):
+    sub = runs[runs.dataset == ds].set_index("variant")
+    keys = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)"}
+    got = {f"{key}_{m.replace('@', '')}": float(sub.loc[name, m]) if name in sub.index else float("nan")
+           for key, name in keys.items() for m in ("bleu@2", "dist@2")}
+    glue_numbers({**got, "name": {"inspired": "INSPIRED", "redial": "ReDial"}[ds],
+                  "bleu2_vs": direction(got["mscrs_bleu2"], got["backbone_bleu2"], digits=3),  # as printed below
+                  "dist2_vs": direction(got["mscrs_dist2"], got["backbone_dist2"], digits=2)}, prefix=f"{ds}_")
+
+# %% [markdown]
+# On {glue:text}`inspired_name`, MSCRS's responses reach BLEU-2 {glue:text}`inspired_mscrs_bleu2:.3f`,
+# {glue:text}`inspired_bleu2_vs` the plain backbone's {glue:text}`inspired_backbone_bleu2:.3f`, and Distinct-2
+# {glue:text}`inspired_mscrs_dist2:.2f`, {glue:text}`inspired_dist2_vs` its {glue:text}`inspired_backbone_dist2:.2f`;
+# without graphs (UniCRS-like) they reach {glue:text}`inspired_nographs_bleu2:.3f` and
+# {glue:text}`inspired_nographs_dist2:.2f`. On {glue:text}`redial_name`, BLEU-2 {glue:text}`redial_mscrs_bleu2:.3f`
+# is {glue:text}`redial_bleu2_vs` the plain backbone's {glue:text}`redial_backbone_bleu2:.3f`, and Distinct-2
+# {glue:text}`redial_mscrs_dist2:.2f` {glue:text}`redial_dist2_vs` its {glue:text}`redial_backbone_dist2:.2f`
+# (without graphs: {glue:text}`redial_nographs_bleu2:.3f` and {glue:text}`redial_nographs_dist2:.2f`).
+
 # %% [markdown]
 # ## Figure 4 (c, d): BLEU-2 without enhanced entities (-s), without the correlation mapping (-c), without both
 
-# %%
+# %% tags=["hide-input"]
 ab = runs[runs.variant.isin(ablations) & runs.dataset.isin(ablation_datasets)]
 if not ab.empty:
     fig, axes = plt.subplots(1, len(ablation_datasets), figsize=(6 * len(ablation_datasets), 3.4), squeeze=False)
@@ -118,7 +142,7 @@ if not ab.empty:
 # first test contexts of each dataset (`<movie>` stands where the recommender's top item is filled in when
 # talking to the system, chapter 8). Every run draws the same test subset, so row i is the same context.
 
-# %%
+# %% tags=["hide-input"]
 import json
 from pathlib import Path
 

@@ -21,7 +21,10 @@
 # in the utterance, the top recommendations, and the graph neighbours (Eq. 25) that entered the prompt.
 #
 # Both models are loaded from a chat checkpoint that this chapter writes from the two finished runs (their
-# validation-selected weights; nothing is trained here). The same folder works from a shell:
+# validation-selected weights; nothing is trained here). Each model sits in it as a Hugging Face-style folder
+# written by its `save_pretrained` (`config.json`, `model.safetensors`, its graphs and tokenizer; the frozen
+# backbone is recorded by name), so `MSCRSRecommender.from_pretrained(".../recommender")` loads one on its own.
+# The same folder works from a shell:
 #
 # ```
 # mscrs chat --checkpoint build/chat/inspired
@@ -43,8 +46,9 @@ script = [
 ]
 results_dir = None
 data_root = None
+check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %%
+# %% tags=["hide-cell"]
 import subprocess
 import sys
 import tempfile
@@ -53,24 +57,26 @@ from pathlib import Path
 import pandas as pd
 
 from mscrs_core.chat import ChatSession, format_turn
+from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.chat_export import export_chat
-from mscrs_core.experiments.conversation import ConvRunConfig
+from mscrs_core.experiments.conversation import ConversationRunConfig
 from mscrs_core.experiments.recommendation import RecRunConfig, default_results_dir, load_result
-from mscrs_core.experiments.sweep import CONV_RUN_CHAPTER, RUN_CHAPTER, run_points
+from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, RUN_CHAPTER, run_points
 
+print(use_data_root(data_root, check_checksums, datasets=[dataset]))  # the runs below read the data the same way
 root = Path(results_dir) if results_dir else default_results_dir()
 # the two runs: loaded when chapters 3 and 6 ran them under this profile already, executed otherwise
 rec_run = run_points([{"dataset": dataset, "model": "mscrs", "seed": seed}], profile=profile,
                      results_dir=results_dir, data_root=data_root, chapter=RUN_CHAPTER).iloc[0]
-conv_run = run_points([{"dataset": dataset, "seed": seed}], profile=profile, results_dir=results_dir,
-                      data_root=data_root, chapter=CONV_RUN_CHAPTER).iloc[0]
+conversation_run = run_points([{"dataset": dataset, "seed": seed}], profile=profile, results_dir=results_dir,
+                              data_root=data_root, chapter=CONVERSATION_RUN_CHAPTER).iloc[0]
 rec_cfg = RecRunConfig.from_params(load_result(root / rec_run["name"])["config"])
-conv_cfg = ConvRunConfig.from_params(load_result(root / conv_run["name"])["config"])
-checkpoint = export_chat(rec_cfg, conv_cfg, root.parent / "chat" / dataset, results_dir=results_dir,
+conversation_cfg = ConversationRunConfig.from_params(load_result(root / conversation_run["name"])["config"])
+checkpoint = export_chat(rec_cfg, conversation_cfg, root.parent / "chat" / dataset, results_dir=results_dir,
                          data_root=data_root)
 print("chat checkpoint:", checkpoint)
 print(f"recommender run {rec_run['name']}: test Recall@10 {rec_run['recall@10']:.3f}")
-print(f"conversation run {conv_run['name']}: test BLEU-2 {conv_run['bleu@2']:.4f}")
+print(f"conversation run {conversation_run['name']}: test BLEU-2 {conversation_run['bleu@2']:.4f}")
 
 # %% [markdown]
 # ## A scripted conversation
@@ -90,7 +96,7 @@ for t in turns:
 # mentioned removed), the movies that filled the response's `<movie>` slots, and the enhanced-entity
 # neighbours (Eq. 25) each graph contributed to the generator's prompt.
 
-# %%
+# %% tags=["hide-input"]
 pd.set_option("display.max_colwidth", 200)
 pd.DataFrame([{
     "user": t.user,

@@ -9,6 +9,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.pop("MSCRS_ALLOW_DOWNLOADS", None)  # the library must work offline in every test
 
+# -- hypothesis: deterministic in CI (same examples every run), no example database written into the repo ---
+try:
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", derandomize=True, database=None, deadline=None, max_examples=60,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("dev", max_examples=200, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # pragma: no cover -- hypothesis is in requirements.lock; tests that need it import it
+    pass
+
 
 # -- network guard: any socket that is not loopback (or a Unix socket) fails, in the whole suite ----------
 class NetworkBlocked(RuntimeError):

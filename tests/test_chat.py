@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mscrs_core.chat import ChatSession, GraphInputs, load_chat_checkpoint, main, save_chat_checkpoint
-from mscrs_core.data.samples import conv_samples
+from mscrs_core.data.samples import conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, HashingTextEmbedder
-from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
+from mscrs_core.models.conversation import ConversationConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 
 SCRIPT = "# a comment line\nhi, I like Genre1 movies\n\nI loved Movie 1-2\nanything else?\n"
@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory):
     from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
     ds = make_synthetic(dialogs=(30, 5, 5))
-    train = conv_samples(ds.splits["train"], ds)
+    train = conversation_samples(ds.splits["train"], ds)
     torch.manual_seed(0)
     graphs = GraphInputs.from_parts(ds.num_entities, ds.item_ids, build_kg_edges(ds.kg),
                                     comention_graph_from_dataset(ds, 1),
@@ -40,8 +40,8 @@ def checkpoint(tmp_path_factory):
                                           bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
     backbone.requires_grad_(False).eval()
     gcfg = GraphConfig(dim=16, use_image=False)
-    cfg = ConvConfig(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
-                     mapping_mlp_hidden=16, text_embedder="hashing:32")
+    cfg = ConversationConfig(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
+                             mapping_mlp_hidden=16, text_embedder="hashing:32")
     enc = graphs.encoder(gcfg)
     emb = HashingTextEmbedder(32)
     bank = ContextBank.build(train, EntityEnhancer(enc.neighbours, max_neighbours=6), emb, ds.num_entities, k=3)
@@ -52,7 +52,7 @@ def checkpoint(tmp_path_factory):
                            max_entities=8, n_entity_prompt=2, n_task_prompt=2)
     d = tmp_path_factory.mktemp("chat") / "ckpt"
     save_chat_checkpoint(d, generator=gen, dataset=ds, graphs=graphs, recommender=rec)
-    return {"dir": d, "gen": gen, "rec": rec, "ds": ds}
+    return {"dir": d, "gen": gen, "rec": rec, "ds": ds, "graphs": graphs}
 
 
 def test_round_trip_restores_weights(checkpoint):
@@ -111,19 +111,58 @@ def test_corrupt_and_incomplete_checkpoints(checkpoint, tmp_path, capsys):
 
     bad = tmp_path / "bad"
     shutil.copytree(checkpoint["dir"], bad)
-    (bad / "generator.pt").write_bytes(b"this is not a torch file")
-    with pytest.raises(ValueError, match=r"generator\.pt: corrupt"):
+    (bad / "generator" / "model.safetensors").write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ValueError, match=r"generator/model\.safetensors: corrupt"):
         load_chat_checkpoint(bad)
     assert main(["--checkpoint", str(bad)], stdin=io.StringIO("hi\n")) == 2
-    assert "generator.pt" in capsys.readouterr().err
+    assert "generator/model.safetensors" in capsys.readouterr().err
     (bad / "config.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match=r"config\.json: corrupt"):
         load_chat_checkpoint(bad)
     gone = tmp_path / "gone"
     shutil.copytree(checkpoint["dir"], gone)
-    (gone / "graphs.pt").unlink()
-    with pytest.raises(FileNotFoundError, match=r"graphs\.pt"):
+    (gone / "generator" / "graphs.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"graphs\.safetensors"):
         load_chat_checkpoint(gone)
+    (gone / "generator" / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"generator/config\.json"):
+        load_chat_checkpoint(gone)
+
+
+def _save_v1(d, gen, rec, ds, graphs):
+    """A checkpoint of the previous format (mscrs-chat/1), as the former save_chat_checkpoint wrote it."""
+    import json
+    from dataclasses import asdict
+
+    d.mkdir(parents=True)
+    gen.tokenizer.save_pretrained(d / "tokenizer")
+    gen.sync_placeholder()
+    gen.backbone.save_pretrained(d / "backbone")
+    gen.tokenizer.save_pretrained(d / "backbone")
+    torch.save(rec.trainable_state_dict(), d / "recommender.pt")
+    torch.save(gen.trainable_state_dict(), d / "generator.pt")
+    torch.save(gen.bank.state(), d / "context_bank.pt")
+    torch.save(asdict(graphs), d / "graphs.pt")
+    (d / "entities.json").write_text(json.dumps({
+        "entity2id": ds.entity2id, "item_ids": list(ds.item_ids),
+        "entity_names": {str(k): v for k, v in ds.entity_names.items()}}))
+    (d / "config.json").write_text(json.dumps({
+        "format": "mscrs-chat/1", "dataset": ds.name,
+        "backbone": {"source": None, "gguf_file": None, "saved": True, "dtype": "float32", "attn_implementation": None},
+        "generator": gen.config.to_dict(), "generator_graph_config": asdict(gen.graph_encoder.config),
+        "recommender": {"config": rec.config.to_dict(), "lm_path": rec.lm_path,
+                        "graph_config": asdict(rec.graph_encoder.config)}}))
+
+
+def test_previous_format_still_loads(checkpoint, tmp_path):
+    d = tmp_path / "v1"
+    _save_v1(d, checkpoint["gen"], checkpoint["rec"], checkpoint["ds"], checkpoint["graphs"])
+    bundle = load_chat_checkpoint(d)
+    for k, v in checkpoint["gen"].trainable_state_dict().items():
+        assert torch.equal(bundle.generator.trainable_state_dict()[k], v), k
+    for k, v in checkpoint["rec"].trainable_state_dict().items():
+        assert torch.equal(bundle.recommender.trainable_state_dict()[k], v), k
+    assert _responses(d, DIALOG_A) == _responses(checkpoint["dir"], DIALOG_A)
 
 
 def test_stdin_session(checkpoint, capsys):
@@ -162,7 +201,7 @@ def suffix_checkpoint(tmp_path_factory):
     from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
     ds = make_synthetic(dialogs=(20, 4, 4))
-    train = conv_samples(ds.splits["train"], ds)
+    train = conversation_samples(ds.splits["train"], ds)
     graphs = GraphInputs.from_parts(ds.num_entities, ds.item_ids, build_kg_edges(ds.kg))
     tok = build_reduced_tokenizer([context_text(s.context, "<|endoftext|>") + s.response for s in train]
                                   + ["System:", SCRIPT] + DIALOG_A + DIALOG_B)
@@ -171,8 +210,8 @@ def suffix_checkpoint(tmp_path_factory):
         vocab_size=len(tok) + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, tie_word_embeddings=False, bos_token_id=tok.eos_token_id,
         eos_token_id=tok.eos_token_id)).to(torch.bfloat16))
-    cfg = ConvConfig(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
-                     mapping_mlp_hidden=16, text_embedder="hashing:32", prompt_position="suffix")
+    cfg = ConversationConfig(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
+                             mapping_mlp_hidden=16, text_embedder="hashing:32", prompt_position="suffix")
     enc = graphs.encoder(GraphConfig(dim=16, use_image=False, use_collab=False, use_text=False))
     emb = HashingTextEmbedder(32)
     bank = ContextBank.build(train, EntityEnhancer(enc.neighbours, max_neighbours=6), emb, ds.num_entities, k=3)

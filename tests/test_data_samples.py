@@ -1,4 +1,4 @@
-from mscrs_core.data.samples import MOVIE_PLACEHOLDER, conv_samples, mask_movies, pretrain_samples, rec_samples
+from mscrs_core.data.samples import MOVIE_PLACEHOLDER, conversation_samples, mask_movies, pretrain_samples, rec_samples
 from mscrs_core.data.schema import RECOMMENDER, SEEKER, Dialog, Turn
 from mscrs_core.data.synthetic import make_synthetic
 
@@ -26,9 +26,9 @@ def test_rec_samples_each_gold_item_its_own_sample():
     assert rec_samples([D], item_ids=[100, 102]) == [s[0], s[1]]
 
 
-def test_conv_samples_mask_movies():
+def test_conversation_samples_mask_movies():
     names = {100: ["The Shining (1980)"], 102: ["Carrie (1976)"], 103: ["It (2017)"]}
-    s = conv_samples([D], movie_names=names)
+    s = conversation_samples([D], movie_names=names)
     assert [x.turn_index for x in s] == [1, 3]
     assert s[0].response == f"Have you seen {MOVIE_PLACEHOLDER}?"
     assert s[1].response == f"Then try {MOVIE_PLACEHOLDER} or {MOVIE_PLACEHOLDER}"

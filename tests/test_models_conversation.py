@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from mscrs_core.data.samples import MOVIE_PLACEHOLDER, Sample, conv_samples
+from mscrs_core.data.samples import MOVIE_PLACEHOLDER, Sample, conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, HashingTextEmbedder, context_string
-from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
+from mscrs_core.models.conversation import ConversationConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 from mscrs_core.models.generate import (
     GenerationConfig, fill_placeholders, generate_ids, generate_responses,
@@ -33,7 +33,7 @@ def setup():
     from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
     ds = make_synthetic(dialogs=(40, 10, 10))
-    train, test = conv_samples(ds.splits["train"], ds), conv_samples(ds.splits["test"], ds)
+    train, test = conversation_samples(ds.splits["train"], ds), conversation_samples(ds.splits["test"], ds)
     torch.manual_seed(0)
     graph_parts = dict(kg=build_kg_edges(ds.kg), collab=comention_graph_from_dataset(ds, 1),
                        text=build_knn_graph(torch.randn(ds.num_items, 8), 3))
@@ -51,7 +51,7 @@ def setup():
         kw = dict(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
                   mapping_mlp_hidden=16, text_embedder=EMBED)
         kw.update(cfg_kw)
-        cfg = ConvConfig(**kw)
+        cfg = ConversationConfig(**kw)
         emb = HashingTextEmbedder(32)
         bank = None
         if cfg.use_context_mapping:
@@ -194,7 +194,7 @@ def test_ablation_switches_and_authors_variant(setup):
     assert no_c.mapping is None and "ctx_emb" not in no_c.make_collator()([s])
     assert setup["build"](use_context_mapping=False, use_enhanced_entities=False).config.ablation == "w/o -all"
     with pytest.raises(ValueError, match="graph_variant"):
-        ConvConfig(graph_variant="nope")
+        ConversationConfig(graph_variant="nope")
 
     def loss_after_graph_change(g):
         b = g.make_collator()([s])
@@ -211,14 +211,14 @@ def test_ablation_switches_and_authors_variant(setup):
 
 
 def test_loss_decreases_and_backbone_frozen(setup, tmp_path):
-    from mscrs_core.training.conv_loop import ConvTrainConfig, evaluate_loss, train_generator
+    from mscrs_core.training.conversation_loop import ConversationTrainConfig, evaluate_loss, train_generator
 
     g = setup["build"]()
     frozen = {k: v.clone() for k, v in g.backbone.state_dict().items()}
     train, valid = setup["train"][:24], setup["train"][24:32]
     before = evaluate_loss(g, train)["loss"]
-    res = train_generator(g, train, valid, ConvTrainConfig(str(tmp_path), epochs=3, batch_size=8, lr=3e-2,
-                                                           warmup_ratio=0.0, progress=False))
+    res = train_generator(g, train, valid, ConversationTrainConfig(str(tmp_path), epochs=3, batch_size=8, lr=3e-2,
+                                                                   warmup_ratio=0.0, progress=False))
     after = evaluate_loss(g, train)["loss"]
     assert after < before - 1.0, (before, after)
     assert len(res.history) == 3 and res.best_path.is_file() and res.last_path.is_file()
@@ -228,8 +228,8 @@ def test_loss_decreases_and_backbone_frozen(setup, tmp_path):
         else:
             assert torch.equal(v, frozen[k]), k
     # resume: a finished run re-loads and trains nothing more, with the same best epoch
-    again = train_generator(g, train, valid, ConvTrainConfig(str(tmp_path), epochs=3, batch_size=8, lr=3e-2,
-                                                             warmup_ratio=0.0, progress=False))
+    again = train_generator(g, train, valid, ConversationTrainConfig(str(tmp_path), epochs=3, batch_size=8, lr=3e-2,
+                                                                     warmup_ratio=0.0, progress=False))
     assert again.best_epoch == res.best_epoch and again.history == res.history
 
 

@@ -8,13 +8,13 @@ import functools
 import pytest
 import torch
 
-from mscrs_core.data.samples import conv_samples
+from mscrs_core.data.samples import conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.models.backbone import freeze
 from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, HashingTextEmbedder
 from mscrs_core.models.context_states import ContextStateBank
-from mscrs_core.models.conversation import ConvConfig, MSCRSGenerator
+from mscrs_core.models.conversation import ConversationConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 from mscrs_core.models.generate import GenerationConfig, generate_ids, generate_responses
 
@@ -29,7 +29,7 @@ def setup():
     from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
     ds = make_synthetic(dialogs=(30, 6, 6))
-    train, test = conv_samples(ds.splits["train"], ds), conv_samples(ds.splits["test"], ds)
+    train, test = conversation_samples(ds.splits["train"], ds), conversation_samples(ds.splits["test"], ds)
     torch.manual_seed(0)
     parts = dict(kg=build_kg_edges(ds.kg), collab=comention_graph_from_dataset(ds, 1),
                  text=build_knn_graph(torch.randn(ds.num_items, 8), 3))
@@ -63,7 +63,7 @@ def build(setup, kind: str = "gpt2", **kw) -> MSCRSGenerator:
     args = dict(max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3,
                 mapping_mlp_hidden=16, text_embedder="hashing:32", prompt_position="suffix", max_context_length=60)
     args.update(kw)
-    cfg = ConvConfig(**args)
+    cfg = ConversationConfig(**args)
     emb = HashingTextEmbedder(32)
     enh = EntityEnhancer(enc.neighbours, max_neighbours=cfg.max_neighbours)
     bank = ContextBank.build(setup["train"], enh, emb, ds.num_entities, k=cfg.mapping_k)
@@ -121,9 +121,9 @@ def test_suffix_layout_and_config_checks(setup):
     assert tr["input_ids"][0].tolist() == ctx[-n_prefix:] + resp
     assert tr["labels"][0].tolist() == [-100] * n_prefix + resp
     with pytest.raises(ValueError, match="prompt_position"):
-        ConvConfig(prompt_position="middle")
+        ConversationConfig(prompt_position="middle")
     with pytest.raises(ValueError, match="response only"):
-        ConvConfig(prompt_position="suffix", loss_on="all")
+        ConversationConfig(prompt_position="suffix", loss_on="all")
     with pytest.raises(ValueError, match="suffix"):
         g.inputs_embeds(tr)
 
@@ -245,17 +245,17 @@ def test_state_bank_used_in_eval_only_when_asked(setup):
 
 
 def test_run_config_fields_enter_the_name():
-    from mscrs_core.experiments.conversation import ConvRunConfig
+    from mscrs_core.experiments.conversation import ConversationRunConfig
 
-    cfg = ConvRunConfig()
+    cfg = ConversationRunConfig()
     assert (cfg.backbone, cfg.prompt_position, cfg.backbone_dtype, cfg.attn_implementation) == (
         "smollm2-135m", "suffix", "bfloat16", "eager")
-    assert ConvRunConfig(prompt_position="prefix").name() != cfg.name()
-    assert ConvRunConfig(backbone="tiny-dialogpt").name() != cfg.name()
+    assert ConversationRunConfig(prompt_position="prefix").name() != cfg.name()
+    assert ConversationRunConfig(backbone="tiny-dialogpt").name() != cfg.name()
     with pytest.raises(ValueError, match="prompt_position"):
-        ConvRunConfig(prompt_position="middle")
+        ConversationRunConfig(prompt_position="middle")
     with pytest.raises(ValueError, match="backbone_dtype"):
-        ConvRunConfig(backbone_dtype="bf17")
+        ConversationRunConfig(backbone_dtype="bf17")
 
 
 def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):

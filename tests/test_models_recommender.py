@@ -284,3 +284,29 @@ def test_closed_lm_path_is_the_untrained_output_and_needs_the_skip_path(tokenize
     no_skip = make_model(tokenizer, entity_skip=False)
     with pytest.raises(ValueError, match="entity_skip"):
         no_skip.close_lm_path()
+
+
+def test_mention_bias_adds_beta_plus_gamma_recency_to_mentioned_items_only(tokenizer):
+    """beta + gamma * r on items already mentioned (r = rank of first mention / count, 1 for the latest); mentioned
+    entities that are not items, and samples without mentions, are untouched; off in the paper's config."""
+    base = [Sample("d1", 2, (("seeker", "hello there"),), (5, 7), "x", 2, mentioned_items=(4, 5, 0)),
+            Sample("d2", 1, (("recommender", "what else"),), (1,), "y", 4)]
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(base)
+    assert batch["mentioned_ids"].tolist() == [[4, 5, 0], [0, 0, 0]]
+    assert batch["mentioned_mask"].tolist() == [[True, True, True], [False, False, False]]
+    on = make_model(tokenizer).eval()
+    with torch.no_grad():
+        on.mention_weight.fill_(2.0)
+        on.mention_recency.fill_(1.0)
+    off = make_model(tokenizer, mention_bias=False).eval()
+    off.load_state_dict({k: v for k, v in on.state_dict().items() if not k.startswith("mention_")}, strict=False)
+    diff = on.score_items(batch) - off.score_items(batch)
+    # item positions: entity 0 -> 0, 4 -> 2; entity 5 is not an item, so the ranks are 1 and 2 of 2 items
+    expected = torch.zeros(2, 4)
+    expected[0, 2] = 2.0 + 1.0 * (1 / 2)
+    expected[0, 0] = 2.0 + 1.0 * (2 / 2)
+    assert torch.allclose(diff, expected, atol=1e-5)
+    loss = on(batch).loss
+    loss.backward()
+    assert on.mention_weight.grad is not None and on.mention_recency.grad is not None
+    assert not RecommenderConfig.paper().mention_bias

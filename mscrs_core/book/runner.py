@@ -144,6 +144,13 @@ def check_parameters(source: Path, params: dict[str, Any]) -> None:
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
+def _absolute_paths() -> dict[str, str]:
+    """``MSCRS_DATA`` and ``MSCRS_RESULTS_DIR`` made absolute for the kernel, which runs in ``notebooks/``: a
+    relative path means the caller's working directory."""
+    return {var: str(Path(os.environ[var]).expanduser().resolve())
+            for var in ("MSCRS_DATA", "MSCRS_RESULTS_DIR") if os.environ.get(var)}
+
+
 def _kernel_manager(stream) -> type:
     """A kernel manager for executing chapters.
 
@@ -158,7 +165,7 @@ def _kernel_manager(stream) -> type:
     class ChapterKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw.setdefault("stderr", stream)
-            kw.setdefault("env", {**os.environ, "MPLBACKEND": INLINE_BACKEND})
+            kw.setdefault("env", {**os.environ, **_absolute_paths(), "MPLBACKEND": INLINE_BACKEND})
             await super().start_kernel(**kw)
 
     return ChapterKernelManager

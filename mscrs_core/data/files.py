@@ -2,8 +2,9 @@
 
 The data root comes from configuration: the ``MSCRS_DATA`` environment variable,
 else ``../shared/data`` beside the project when it exists. Every file is checked
-against the sha256 of ``manifest.tsv`` (shipped with the package) before it is
-read; a mismatch is an error naming the file.
+against a sha256 manifest before it is read: the root's own ``MANIFEST.sha256.tsv`` when it
+has one (``mscrs data manifest DIR``, :mod:`.manifest`), else ``manifest.tsv`` (shipped with the package,
+the shipped data's); a mismatch is an error naming the file and what to do.
 """
 from __future__ import annotations
 
@@ -79,36 +80,67 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-# (path, size, mtime) already verified in this process: hashing is cheap but not free.
-_VERIFIED: set[tuple[str, int, float]] = set()
+# (path, inode, size, mtime_ns, ctime_ns) -> sha256, for files hashed in this process: cheap, but not free.
+_HASHES: dict[tuple[str, int, int, int, int], str] = {}
+
+# whether readers check files against a manifest when not told (``check=None``): see set_default_check
+_DEFAULT_CHECK = True
 
 
-def verify(path: Path, rel: str, expected: dict[str, tuple[int, str]] | None = None) -> None:
-    """Check ``path`` against the manifest entry ``rel``; files not in it pass."""
+def set_default_check(check: bool) -> None:
+    """Make ``check`` the default of every reader in this process (``DataFiles(check=None)``, ``load_dataset``).
+
+    A chapter's ``check_checksums`` parameter sets it (:func:`~mscrs_core.data.manifest.use_data_root`), so the
+    runs and graphs it builds read the data the same way; a sweep passes it on to the runs it starts."""
+    global _DEFAULT_CHECK
+    check_bool_param("check_checksums", check)
+    _DEFAULT_CHECK = check
+
+
+def default_check() -> bool:
+    return _DEFAULT_CHECK
+
+
+def cached_sha256(path: Path) -> str:
+    """``sha256_of(path)``, computed once per process while the file's inode, size and times stay the same."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_of(path)
+    return _HASHES[key]
+
+
+def verify(path: Path, rel: str, expected: dict[str, tuple[int, str]] | None = None, *, hint: str = "") -> None:
+    """Check ``path`` against the manifest entry ``rel``; files not in it pass. ``hint``: what to do, appended."""
     expected = manifest() if expected is None else expected
     if rel not in expected:
         return
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime)
-    if key in _VERIFIED:
-        return
     size, sha = expected[rel]
-    if st.st_size != size:
-        raise ChecksumError(path, f"expected {size} bytes (manifest entry {rel}), found {st.st_size}")
-    got = sha256_of(path)
+    tail = f"; {hint}" if hint else ""
+    st_size = path.stat().st_size
+    if st_size != size:
+        raise ChecksumError(path, f"expected {size} bytes (manifest entry {rel}), found {st_size}{tail}")
+    got = cached_sha256(path)
     if got != sha:
-        raise ChecksumError(path, f"sha256 {got} does not match the manifest ({sha}) for {rel}")
-    _VERIFIED.add(key)
+        raise ChecksumError(path, f"sha256 {got} does not match the manifest ({sha}) for {rel}{tail}")
 
 
 class DataFiles:
     """Opens files under a data root, verifying each against the manifest first."""
 
-    def __init__(self, data_root: str | os.PathLike | None = None, *, check: bool = True,
+    def __init__(self, data_root: str | os.PathLike | None = None, *, check: bool | None = None,
                  expected: dict[str, tuple[int, str]] | None = None):
+        check = default_check() if check is None else check
         check_bool_param("check", check)
         self.root = resolve_data_root(data_root)
         self.check = check
+        self.own_manifest: Path | None = None  # the root's MANIFEST.sha256.tsv when it has one (and none is given)
+        if expected is None and check:
+            from .manifest import manifest_path, read_manifest
+
+            own = manifest_path(self.root)
+            if own.is_file():
+                expected, self.own_manifest = read_manifest(own), own
         self.expected = expected
 
     def path(self, rel: str) -> Path:
@@ -116,7 +148,17 @@ class DataFiles:
         if not p.is_file():
             raise DataError(p, f"missing file (expected {rel} under the data root {self.root}).\n" + HOW_TO_GET)
         if self.check:
-            verify(p, rel, self.expected)
+            if self.own_manifest is not None:
+                from .manifest import own_hint
+
+                if rel not in self.expected:
+                    raise ChecksumError(p, f"not listed in {self.own_manifest}; run `mscrs data manifest {self.root}` "
+                                           "after adding or changing data files")
+                verify(p, rel, self.expected, hint=own_hint(self.root))
+            else:
+                from .manifest import packaged_hint
+
+                verify(p, rel, self.expected, hint=packaged_hint(self.root) if self.expected is None else "")
         return p
 
     def text(self, rel: str) -> str:

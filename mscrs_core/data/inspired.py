@@ -71,7 +71,7 @@ def _parse_dialog(obj: object, path: str, line: int, entity2id: dict[str, int], 
     return Dialog(dialog_id=f"{os.path.basename(path)}:{line}", turns=turns)
 
 
-def load_inspired(data_root: str | os.PathLike | None = None, *, check: bool = True,
+def load_inspired(data_root: str | os.PathLike | None = None, *, check: bool | None = None,
                   splits: tuple[str, ...] = SPLITS, files: DataFiles | None = None) -> CRSDataset:
     """Read INSPIRED (UniCRS form) from ``<data_root>/inspired``."""
     files = files or DataFiles(data_root, check=check)

@@ -40,9 +40,8 @@ def _clean_name(name: str) -> str:
     return " ".join(name.split())
 
 
-def movie_names(files: DataFiles) -> dict[str, str]:
-    """ReDial movie id -> name, from ``movies_with_mentions.csv``."""
-    rel = "redial/movies_with_mentions.csv"
+def movie_names(files: DataFiles, rel: str = "redial/movies_with_mentions.csv") -> dict[str, str]:
+    """ReDial movie id -> name, from ``movies_with_mentions.csv`` (``rel``: its path under ``files.root``)."""
     p = files.root / rel
     reader = csv.reader(io.StringIO(files.text(rel), newline=""))
     out: dict[str, str] = {}
@@ -66,6 +65,21 @@ def movie_names(files: DataFiles) -> dict[str, str]:
 
 def _is_id(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def movie_entities(movie2uri: dict, entity2id: dict[str, int], path) -> dict[str, int]:
+    """ReDial movie id -> entity id through ``movie2entity.json`` (``path``, for errors): the movie's URI when the
+    graph has it, else the movie id itself as an entity name; movies with neither are left out."""
+    out: dict[str, int] = {}
+    for mid, uri in movie2uri.items():
+        if not (uri is None or isinstance(uri, str)):
+            raise DataError(path, f"movie {mid!r} maps to {_describe(uri)}; expected a URI string or null")
+        eid = entity2id.get(uri) if uri is not None else entity2id.get(mid)
+        if eid is None:
+            eid = entity2id.get(mid)
+        if eid is not None:
+            out[mid] = eid
+    return out
 
 
 def _describe(v: object) -> str:
@@ -152,7 +166,7 @@ class _DialogParser:
         return Turn(role=role, text=text, entities=tuple(ents), items=tuple(items))
 
 
-def load_redial(data_root: str | os.PathLike | None = None, *, check: bool = True,
+def load_redial(data_root: str | os.PathLike | None = None, *, check: bool | None = None,
                 splits: tuple[str, ...] = SPLITS, link_entities: bool = True,
                 files: DataFiles | None = None) -> CRSDataset:
     """Read ReDial (raw schema) and KGSF's DBpedia graph from ``<data_root>/redial``."""
@@ -172,15 +186,7 @@ def load_redial(data_root: str | os.PathLike | None = None, *, check: bool = Tru
         raise DataError(ipath, f"item id {wrong[0]!r} ({type(wrong[0]).__name__}) is not an entity id in 0..{K - 1}")
     item_ids = sorted(set(item_ids))
     item_set = set(item_ids)
-    movie2eid: dict[str, int] = {}
-    for mid, uri in movie2uri.items():
-        if not (uri is None or isinstance(uri, str)):
-            raise DataError(m2e_path, f"movie {mid!r} maps to {_describe(uri)}; expected a URI string or null")
-        eid = entity2id.get(uri) if uri is not None else entity2id.get(mid)
-        if eid is None:
-            eid = entity2id.get(mid)
-        if eid is not None:
-            movie2eid[mid] = eid
+    movie2eid = movie_entities(movie2uri, entity2id, m2e_path)
     kg = read_subkg(files, "redial/kg/dbpedia_subkg.json", K)
     names_by_movie = movie_names(files)
 

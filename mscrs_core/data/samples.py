@@ -12,7 +12,7 @@ the entities and items mentioned in those turns, in order of first mention.
   each gold item is its own sample, the context is the preceding turns only.
   ``mentioned_items`` lists items already mentioned before the turn, for the
   evaluation option that removes them from the ranking.
-* :func:`conv_samples` (Eq. 29): every recommender turn; the response text with
+* :func:`conversation_samples` (Eq. 29): every recommender turn; the response text with
   movie names replaced by a placeholder token (``<movie>``), filled at
   generation time by the recommender's ranking.
 """
@@ -81,8 +81,8 @@ def mask_movies(text: str, names: Sequence[str]) -> str:
     return text
 
 
-def conv_samples(dialogs: Iterable[Dialog], dataset: CRSDataset | None = None,
-                 movie_names: dict[int, Sequence[str]] | None = None) -> list[Sample]:
+def conversation_samples(dialogs: Iterable[Dialog], dataset: CRSDataset | None = None,
+                         movie_names: dict[int, Sequence[str]] | None = None) -> list[Sample]:
     """Recommender turns as generation targets, movies masked.
 
     ``movie_names`` maps an item's entity id to the surface forms to mask; by
@@ -115,7 +115,7 @@ def sample_counts(dataset: CRSDataset) -> dict[str, dict[str, int]]:
         split: {
             "pretrain": len(pretrain_samples(ds)),
             "rec": len(rec_samples(ds, dataset.item_ids)),
-            "conv": len(conv_samples(ds, dataset)),
+            "conv": len(conversation_samples(ds, dataset)),
         }
         for split, ds in dataset.splits.items()
     }

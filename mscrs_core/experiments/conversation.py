@@ -14,7 +14,8 @@ In the suffix order the context key/value states of the validation and test cont
 contexts when ``epochs > 1``) are kept in a :class:`~mscrs_core.models.context_states.ContextStateBank`, saved
 under ``cache/context-states/`` (name: backbone fingerprint, dataset, split, context length) and loaded when
 present. ``backbone="tiny-dialogpt"`` (the project's miniature DialoGPT, fp32) is what the smoke profile uses.
-Results go to ``<results_dir>/<run name>/result.json`` (atomic; a finished run is loaded).
+Results go to ``<results_dir>/<run name>/result.json`` (atomic; a finished run of the same configuration, data,
+version and backbone, not edited since, is loaded: :mod:`.fingerprint`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..data.files import project_root
+from .fingerprint import reusable_result, run_fingerprint, seal, start_run
 from .run_config import RunConfig
 from .recommendation import _subsample, default_results_dir, graph_settings, tiny_dialogpt_for
 
@@ -39,14 +41,14 @@ MAX_STATE_BANK_BYTES = 3 << 30
 
 
 @dataclass(frozen=True)
-class ConvRunConfig(RunConfig):
+class ConversationRunConfig(RunConfig):
     dataset: str = "inspired"
     model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM)
     seed: int = 0
     use_graphs: bool = True  # False: knowledge-graph prompt only (no collaborative/text graph)
     use_enhanced_entities: bool = True  # Eq. (25); False = "w/o -s"
     use_context_mapping: bool = True  # Eq. (26)-(27); False = "w/o -c"
-    # ConvConfig.graph_variant: "paper" feeds V_tilde_s into the prompt (Eq. 27); "authors_code": the graph
+    # ConversationConfig.graph_variant: "paper" feeds V_tilde_s into the prompt (Eq. 27); "authors_code": the graph
     # embeddings are computed and discarded (T_hat_s = T), as in MSCRS-main's conversation code
     graph_variant: str = "paper"
     k: int = 10
@@ -62,19 +64,23 @@ class ConvRunConfig(RunConfig):
     lr: float = 1e-2  # soft-prompt learning rate (1e-3 barely moves the prompt in one epoch of 1,000 turns)
     max_train_samples: int = 1000  # 0: all recommender turns of the training split
     max_eval_samples: int = 200
-    max_new_tokens: int = 30
+    max_new_tokens: int = 50  # the authors' max_gen_len
+    # None: the median length (backbone tokens) of the training responses. BLEU's brevity penalty punishes a
+    # response shorter than its reference, and a frozen chat LM stops after one short sentence
+    min_new_tokens: int | None = None
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise ValueError(f"ConvRunConfig.model must be one of {MODELS}, got {self.model!r}")
+            raise ValueError(f"ConversationRunConfig.model must be one of {MODELS}, got {self.model!r}")
         if self.dataset not in ("inspired", "redial"):
-            raise ValueError(f"ConvRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
+            raise ValueError(f"ConversationRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
         if self.prompt_position not in ("prefix", "suffix"):
-            raise ValueError(f"ConvRunConfig.prompt_position must be 'prefix' or 'suffix', got {self.prompt_position!r}")
+            raise ValueError(f"ConversationRunConfig.prompt_position must be 'prefix' or 'suffix', "
+                             f"got {self.prompt_position!r}")
         if not isinstance(getattr(torch, self.backbone_dtype, None), torch.dtype):
-            raise ValueError(f"ConvRunConfig.backbone_dtype: not a torch dtype name: {self.backbone_dtype!r}")
+            raise ValueError(f"ConversationRunConfig.backbone_dtype: not a torch dtype name: {self.backbone_dtype!r}")
 
     def name(self) -> str:
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
@@ -99,7 +105,7 @@ class ConvRunConfig(RunConfig):
 
         cache = Path(cache_dir) if cache_dir else project_root() / "cache"
         ds = load_dataset(self.dataset, data_root)
-        backbone, tokenizer = load_conv_backbone(self, ds, cache)  # converts a GGUF backbone once
+        backbone, tokenizer = load_conversation_backbone(self, ds, cache)  # converts a GGUF backbone once
         if self.model != "mscrs":
             return
         graphs = build_dataset_graphs(ds, graph_settings(self.k, cache_dir=cache), data_root)
@@ -111,7 +117,7 @@ class ConvRunConfig(RunConfig):
         return per_model * (2.0 if self.dataset == "redial" else 1.0)
 
 
-def load_conv_backbone(cfg, ds, cache: Path):
+def load_conversation_backbone(cfg, ds, cache: Path):
     """The frozen backbone and tokenizer of a run: the miniature DialoGPT (cached per dataset) or
     ``cfg.backbone``, in ``cfg.backbone_dtype`` with ``cfg.attn_implementation`` (a GGUF is converted once under
     ``cache/backbones``)."""
@@ -156,7 +162,7 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     return bank
 
 
-def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[str]:
+def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, min_new_tokens: int = 0) -> list[str]:
     """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training."""
     from ..models.collate import context_text
 
@@ -168,7 +174,8 @@ def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[st
         enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                         max_length=min(200, limit - cfg.max_new_tokens))
         with torch.no_grad():
-            gen = backbone.generate(**enc, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
+            gen = backbone.generate(**enc, max_new_tokens=cfg.max_new_tokens, min_new_tokens=min_new_tokens,
+                                    num_beams=cfg.num_beams,
                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False,
                                     pad_token_id=tokenizer.pad_token_id)
         for row in gen[:, enc["input_ids"].shape[1]:]:
@@ -176,13 +183,14 @@ def _plain_backbone(backbone, tokenizer, samples, cfg: ConvRunConfig) -> list[st
     return out
 
 
-def conversation_splits(cfg: ConvRunConfig, ds) -> tuple[list, list, list]:
+def conversation_splits(cfg: ConversationRunConfig, ds) -> tuple[list, list, list]:
     """Training turns with a non-empty response, and the validation/test subsets every run of ``cfg`` uses."""
-    from ..data import conv_samples
+    from ..data import conversation_samples
 
-    train = _subsample([s for s in conv_samples(ds.dialogs("train"), ds) if s.response.strip()], cfg.max_train_samples)
-    valid = _subsample(conv_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
-    test = _subsample(conv_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
+    train = _subsample([s for s in conversation_samples(ds.dialogs("train"), ds) if s.response.strip()],
+                       cfg.max_train_samples)
+    valid = _subsample(conversation_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
+    test = _subsample(conversation_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
     return train, valid, test
 
 
@@ -191,7 +199,7 @@ def backbone_path(cfg, ds, cache: Path) -> str:
     return str(tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone)
 
 
-def build_generator(cfg: ConvRunConfig, ds, graphs, backbone, tokenizer, train: list, cache: Path):
+def build_generator(cfg: ConversationRunConfig, ds, graphs, backbone, tokenizer, train: list, cache: Path):
     """The untrained :class:`~mscrs_core.models.conversation.MSCRSGenerator` of ``cfg`` (Eq. 25-29).
 
     ``graphs``: :class:`~mscrs_core.graphs.assemble.DatasetGraphs` of ``ds``; ``train``: the training turns whose
@@ -199,7 +207,7 @@ def build_generator(cfg: ConvRunConfig, ds, graphs, backbone, tokenizer, train: 
     """
     from ..graphs.fusion import GraphConfig
     from ..models.context_mapping import ContextBank, make_text_embedder
-    from ..models.conversation import ConvConfig, MSCRSGenerator
+    from ..models.conversation import ConversationConfig, MSCRSGenerator
     from ..models.enhanced_entities import EntityEnhancer
 
     gcfg = GraphConfig(dim=cfg.entity_dim, use_collab=cfg.use_graphs, use_text=cfg.use_graphs,
@@ -207,12 +215,13 @@ def build_generator(cfg: ConvRunConfig, ds, graphs, backbone, tokenizer, train: 
     torch.manual_seed(cfg.seed)
     encoder = graphs.encoder(gcfg)
     limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
-    room = limit - 48 - ConvConfig.n_entity_prompt - ConvConfig.n_task_prompt - 8  # response + prompt + margin
-    ccfg = ConvConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
-                      max_context_length=min(200, room),
-                      use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
-                      text_embedder=cfg.text_embedder,
-                      prompt_position=getattr(cfg, "prompt_position", "prefix"))
+    # response + prompt + margin
+    room = limit - 48 - ConversationConfig.n_entity_prompt - ConversationConfig.n_task_prompt - 8
+    ccfg = ConversationConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
+                              max_context_length=min(200, room),
+                              use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
+                              text_embedder=cfg.text_embedder,
+                              prompt_position=getattr(cfg, "prompt_position", "prefix"))
     embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
     bank = None
     if cfg.use_context_mapping:
@@ -242,7 +251,13 @@ def _explain(model, samples: list, train: list, name_of, limit: int = 20) -> lis
     return out
 
 
-def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None = None,
+def median_response_tokens(samples: list, tokenizer) -> int:
+    """The median length, in ``tokenizer``'s tokens, of the responses of ``samples`` (0 for none)."""
+    lengths = sorted(len(tokenizer(s.response, add_special_tokens=False)["input_ids"]) for s in samples)
+    return int(lengths[len(lengths) // 2]) if lengths else 0
+
+
+def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike | None = None,
                      data_root: str | os.PathLike | None = None, *, cache_dir: str | os.PathLike | None = None
                      ) -> dict[str, Any]:
     """Train and evaluate one configuration (see the module docstring). Returns the result record."""
@@ -250,29 +265,33 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     from ..evaluation import GenerationEvaluator
     from ..graphs.assemble import build_dataset_graphs
     from ..models.generate import GenerationConfig
-    from ..training.conv_loop import ConvTrainConfig, evaluate_generation, train_generator
+    from ..training.conversation_loop import ConversationTrainConfig, evaluate_generation, train_generator
 
     run_dir = Path(results_dir or default_results_dir()) / cfg.name()
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        res = json.loads(result_path.read_text())
-        if res.get("config") == asdict(cfg):
-            return {**res, "reused": True}
+    res = reusable_result(result_path, cfg, data_root, cache_dir)  # same config, data, version, backbone, content
+    if res is not None:
+        return {**res, "reused": True}
+    fingerprint = run_fingerprint(cfg, data_root, cache_dir)
+    start_run(run_dir, fingerprint)  # checkpoints of other data are not resumed
     cache = Path(cache_dir) if cache_dir else project_root() / "cache"
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, data_root)
     train, valid, test = conversation_splits(cfg, ds)
     path = backbone_path(cfg, ds, cache)
-    backbone, tokenizer = load_conv_backbone(cfg, ds, cache)
+    backbone, tokenizer = load_conversation_backbone(cfg, ds, cache)
+    min_new = median_response_tokens(train, tokenizer) if cfg.min_new_tokens is None else cfg.min_new_tokens
     gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                               no_repeat_ngram_size=cfg.no_repeat_ngram_size)
+                               no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                               min_new_tokens=min(min_new, cfg.max_new_tokens))
     record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(), "backbone": path,
-                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
+                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)},
+                              "min_new_tokens": gen_cfg.min_new_tokens}
     refs = [s.response for s in test]
     explained: list[dict] = []
     if cfg.model == "backbone":
-        preds, history = _plain_backbone(backbone, tokenizer, test, cfg), []
+        preds, history = _plain_backbone(backbone, tokenizer, test, cfg, gen_cfg.min_new_tokens), []
         ev = GenerationEvaluator()
         ev.update(preds, refs)
         metrics = ev.compute()
@@ -283,7 +302,7 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
             model.state_bank = state_bank_for(model, (train if cfg.epochs > 1 else []) + valid, cfg.dataset,
                                               "train+valid" if cfg.epochs > 1 else "valid", cache)
             model.state_bank_in_training = cfg.epochs > 1  # one epoch: each training context is encoded once anyway
-        res = train_generator(model, train, valid, ConvTrainConfig(
+        res = train_generator(model, train, valid, ConversationTrainConfig(
             output_dir=str(run_dir / "train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             seed=cfg.seed, progress=False))
         history = res.history
@@ -306,5 +325,5 @@ def run_conversation(cfg: ConvRunConfig, results_dir: str | os.PathLike | None =
     record.update({"test": metrics, "history": history, "examples": examples,
                    "seconds": round(time.perf_counter() - t0, 1)})
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(result_path, json.dumps(record, indent=1))
+    atomic_write_text(result_path, json.dumps(seal(record, fingerprint), indent=1))
     return {**record, "reused": False}

@@ -2,8 +2,9 @@
 
 :func:`run_recommendation` trains one model under a :class:`RecRunConfig` and writes
 ``<results_dir>/<run name>/result.json`` atomically; a finished run found there with the same
-configuration is loaded instead of re-trained (sweeps resume without redoing points), and an
-interrupted run resumes from its per-epoch checkpoints (``mscrs_core.training.loop``).
+configuration, data, package version and backbone, and not edited since (:mod:`.fingerprint`), is loaded
+instead of re-trained (sweeps resume without redoing points), and an interrupted run resumes from its
+per-epoch checkpoints (``mscrs_core.training.loop``).
 
 Models (``RecRunConfig.model``):
 
@@ -28,6 +29,7 @@ model selection on the validation split only; the test split is scored once at t
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -40,6 +42,7 @@ import torch
 from ..atomic import atomic_write_text
 from ..data.files import project_root
 from ..models.backbone import OFFLINE_SHORTCUTS
+from .fingerprint import read_result, reusable_result, run_fingerprint, seal, start_run
 from .run_config import RunConfig
 
 MODELS = ("mscrs", "unicrs", "popularity", "text_classifier", "graph_scorer", "copy_context", "zero_shot_text",
@@ -76,6 +79,9 @@ class RecRunConfig(RunConfig):
     entity_skip: bool = True
     zero_init_projection: bool = True
     lm_scale: float = 0.1  # weight of the LM term beside the entity skip path (RecommenderConfig)
+    mention_bias: bool = True  # a learned bonus for items already mentioned (RecommenderConfig)
+    lm_trains: str = "prompt"  # after a warm-up: "prompt" (prompt encoder + projection only) | "all"
+    select_rule: str = "one_se"  # warm-up vs LM stage: "one_se" (the LM must win by a standard error) | "best"
     max_length: int = 64  # context tokens (the newest); UniCRS uses 200, the CPU budget 64
     # training
     pretrain_epochs: int = 1
@@ -103,6 +109,10 @@ class RecRunConfig(RunConfig):
             raise ValueError(f"RecRunConfig.lambda_ must lie in [0, 1], got {self.lambda_}")
         if self.k < 1:
             raise ValueError(f"RecRunConfig.k must be >= 1, got {self.k}")
+        if self.select_rule not in ("one_se", "best"):
+            raise ValueError(f"RecRunConfig.select_rule must be 'one_se' or 'best', got {self.select_rule!r}")
+        if self.lm_trains not in ("prompt", "all"):
+            raise ValueError(f"RecRunConfig.lm_trains must be 'prompt' or 'all', got {self.lm_trains!r}")
         if self.rec_epochs < 0 or self.warm_epochs < 0 or self.rec_epochs + self.warm_epochs < 1:
             raise ValueError(f"RecRunConfig: rec_epochs + warm_epochs must be >= 1 (got {self.rec_epochs}, "
                              f"{self.warm_epochs})")
@@ -119,7 +129,8 @@ class RecRunConfig(RunConfig):
                                  fuse_weight=self.fuse_weight, fuse_variant=self.fuse_variant,
                                  rec_scope=self.rec_scope, head=self.head, item_bias=self.item_bias,
                                  entity_skip=self.entity_skip, zero_init_projection=self.zero_init_projection,
-                                 lm_scale=self.lm_scale, prompt_position=self.prompt_position)
+                                 lm_scale=self.lm_scale, mention_bias=self.mention_bias,
+                                 prompt_position=self.prompt_position)
 
     def shared_caches(self) -> tuple[tuple, ...]:
         keys: list[tuple] = []
@@ -173,7 +184,11 @@ class RecRunConfig(RunConfig):
 
 
 def default_results_dir() -> Path:
-    return project_root() / "build" / "runs"
+    """Where runs write ``<run name>/result.json`` when no ``results_dir`` is given: ``$MSCRS_RESULTS_DIR``, else
+    ``build/runs``. ``make test-notebooks`` points it into ``build/nbval/runs``, which it empties first, so the smoke
+    runs train afresh and the regression test (``tests/regression``) sees what the code computes now."""
+    env = os.environ.get("MSCRS_RESULTS_DIR")
+    return Path(env) if env else project_root() / "build" / "runs"
 
 
 def _atomic_json(obj: Any, path: Path) -> None:
@@ -200,7 +215,7 @@ def load_result(run_dir: str | os.PathLike) -> dict[str, Any]:
     p = Path(run_dir) / "result.json"
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no finished run here")
-    return json.loads(p.read_text())
+    return read_result(p)  # a damaged file: an error naming it, not a bare JSONDecodeError
 
 
 def _evaluate_scores(scores: torch.Tensor, samples: list, item_pos: dict[int, int],
@@ -319,11 +334,12 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
 
     run_dir = Path(results_dir or default_results_dir()) / cfg.name()
     result_path = run_dir / "result.json"
-    if result_path.is_file():
-        res = json.loads(result_path.read_text())
-        if res.get("config") == asdict(cfg):
-            res["reused"] = True
-            return res
+    res = reusable_result(result_path, cfg, data_root, cache_dir)  # same config, data, version, backbone, content
+    if res is not None:
+        res["reused"] = True
+        return res
+    fingerprint = run_fingerprint(cfg, data_root, cache_dir)
+    start_run(run_dir, fingerprint)  # checkpoints of other data are not resumed
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir else project_root() / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -381,9 +397,27 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     record["test_sample_ids"] = [f"{s.dialog_id}#{s.turn_index}#{s.target}" for s in test]
     record["history"] = history
     record["seconds"] = round(time.perf_counter() - t0, 1)
-    _atomic_json(record, result_path)
+    _atomic_json(seal(record, fingerprint), result_path)
     record["reused"] = False
     return record
+
+
+def lm_stage_wins(warm_recall: float, lm_recall: float, n_valid: int, rule: str = "one_se") -> bool:
+    """Does validation keep the language-model stage rather than the warm-up (which has no LM)?
+
+    ``"best"``: whichever has the higher validation Recall@10 (ties keep the warm-up). ``"one_se"``: the one
+    standard error rule (Breiman et al. 1984; Hastie et al., *Elements of Statistical Learning*, 7.10): the larger
+    model must beat the smaller one by more than the binomial standard error of the smaller one's recall,
+    sqrt(r (1 - r) / n_valid). With a few hundred validation samples, an epoch-by-epoch maximum over the LM stage
+    otherwise wins by chance about as often as by merit.
+    """
+    if rule == "best":
+        return lm_recall > warm_recall
+    if rule != "one_se":
+        raise ValueError(f"rule: expected 'one_se' or 'best', got {rule!r}")
+    if n_valid < 1:
+        raise ValueError(f"n_valid: expected >= 1, got {n_valid}")
+    return lm_recall > warm_recall + math.sqrt(max(warm_recall * (1.0 - warm_recall), 0.0) / n_valid)
 
 
 def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: torch.Tensor, run_dir: Path,
@@ -436,12 +470,24 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
                "entity_lr": cfg.warm_graph_lr}), collator=collator)
         model.close_lm_path(False)
         history += [{"stage": "warm-up (no LM)", **h} for h in warm.history]
-    selected = "rec"
+    selected, lm_best = "rec", None
     if cfg.rec_epochs > 0:
-        res = train_loop(model, train, valid, TrainConfig(
-            output_dir=str(run_dir / "rec"), task="rec", epochs=cfg.rec_epochs, **common), collator=collator)
+        # after a warm-up the graph side, head and biases are trained: the LM stage learns what the language
+        # model adds on top of them (lm_trains="prompt") instead of re-fitting them beside a new, noisy term
+        frozen = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(
+            ("prompt_encoder.", "projection."))] if warm is not None and cfg.lm_trains == "prompt" else []
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            res = train_loop(model, train, valid, TrainConfig(
+                output_dir=str(run_dir / "rec"), task="rec", epochs=cfg.rec_epochs, **common), collator=collator)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         history += [{"stage": "rec", **h} for h in res.history]
-    if warm is not None and (cfg.rec_epochs == 0 or warm.best_metric > res.best_metric):
+        lm_best = res.best_metric
+    if warm is not None and (cfg.rec_epochs == 0 or not lm_stage_wins(warm.best_metric, res.best_metric, len(valid),
+                                                                         cfg.select_rule)):
         # validation prefers the warm-up's weights: keep them, the language model stays out (stated in the result)
         from ..training.checkpoint import load_checkpoint
 
@@ -462,6 +508,9 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
     extra = {"graphs": {k: v for k, v in encoder.describe().items() if k != "config"},
              "graph_summary": graphs.summary(), "backbone": str(path), "best_rec_epoch": res.best_epoch,
              "selected_stage": selected,
+             "stage_valid_recall@10": {"warm-up (no LM)": None if warm is None else warm.best_metric,
+                                       "rec": None if cfg.rec_epochs == 0 else lm_best},
+             "select_rule": cfg.select_rule,
              "context_state_seconds": bank_seconds,
              "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     return scores[0], scores[1], history, extra

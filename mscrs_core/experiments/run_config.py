@@ -9,7 +9,7 @@ from typing import Any
 
 class RunConfig:
     """Mixin for the frozen dataclasses that configure one run (:class:`~.recommendation.RecRunConfig`,
-    :class:`~.conversation.ConvRunConfig`); a run's folder name ends with :meth:`digest`."""
+    :class:`~.conversation.ConversationRunConfig`); a run's folder name ends with :meth:`digest`."""
 
     @classmethod
     def from_params(cls, params: dict[str, Any]):

@@ -2,10 +2,11 @@
 
 Two run chapters exist: ``03_recommendation_run`` (a point is a dict of
 :class:`~mscrs_core.experiments.recommendation.RecRunConfig` fields) and ``06_conversation_run``
-(:class:`~mscrs_core.experiments.conversation.ConvRunConfig` fields). For each point
-:func:`run_points` looks for a finished ``result.json`` under ``results_dir``; only missing points
-are executed (the run chapter under the given profile, the point's fields as parameters), so an
-interrupted sweep resumes without redoing finished points. The results come back as one table.
+(:class:`~mscrs_core.experiments.conversation.ConversationRunConfig` fields). For each point
+:func:`run_points` looks for a finished ``result.json`` under ``results_dir``; only missing points (and
+those whose result is stale: other data, version or backbone, or edited, :mod:`.fingerprint`) are executed
+(the run chapter under the given profile, the point's fields as parameters), so an interrupted sweep resumes
+without redoing finished points. The results come back as one table.
 
 ``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
 ``cpu_count // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
@@ -26,11 +27,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..data.files import default_check
+from .fingerprint import stale_reason
 from .recommendation import RecRunConfig, default_results_dir, load_result
 from .sweep_plan import PREPARE, RUN, next_job, plan_jobs, schedule  # noqa: F401  (schedule: re-exported)
 
 RUN_CHAPTER = "03_recommendation_run"
-CONV_RUN_CHAPTER = "06_conversation_run"
+CONVERSATION_RUN_CHAPTER = "06_conversation_run"
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr@10", "mrr@50")
 
 
@@ -80,11 +83,18 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
         params = {**profile_params, **(base or {}), **point}
         cfg = config_cls.from_params(params)
         names.append(cfg.name())
-        if (results / cfg.name() / "result.json").is_file():
+        if cfg.name() in todo:
+            continue
+        # reused only under the same data, version and backbone, and unedited (fingerprint.stale_reason)
+        why, _ = stale_reason(results / cfg.name() / "result.json", cfg, data_root)
+        if why is None:
             log(f"finished already: {cfg.name()}")
-        elif cfg.name() not in todo:
+        else:
+            if why != "missing":
+                log(f"recomputing {cfg.name()}: {why}")
+            # the run chapter checks checksums unless told otherwise: pass this sweep's check_checksums=False on
             todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root,
-                                      "sweep_point": True})
+                                      **({} if default_check() else {"check_checksums": False}), "sweep_point": True})
     out_dir = str(results / "notebooks")
     if workers == 1 or len(todo) == 1:
         for name, (_, overrides) in todo.items():
@@ -96,10 +106,13 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
     return results_frame([load_result(results / n) for n in names])
 
 
-def _prepare(cfg: Any, data_root: str | None, threads: int) -> None:
+def _prepare(cfg: Any, data_root: str | None, threads: int, check: bool = True) -> None:
     """Fill ``cfg``'s shared caches in this (worker) process with ``threads`` torch threads."""
     import torch
 
+    from ..data.files import set_default_check
+
+    set_default_check(check)  # the sweep's check_checksums, in this spawned process too
     torch.set_num_threads(threads)
     cfg.prepare_caches(data_root)
 
@@ -127,7 +140,7 @@ def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]],
                 job = jobs[name]
                 if job.kind == PREPARE:
                     log(name)
-                    running[pool.submit(_prepare, job.cfg, data_root, threads)] = name
+                    running[pool.submit(_prepare, job.cfg, data_root, threads, default_check())] = name
                 else:
                     running[pool.submit(_execute, chapter, profile, out_dir, name, overrides[name], threads)] = name
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -142,11 +155,11 @@ def run_config_class(chapter: str) -> type:
     """The run configuration class whose fields a run chapter takes as parameters."""
     if chapter == RUN_CHAPTER:
         return RecRunConfig
-    if chapter == CONV_RUN_CHAPTER:
-        from .conversation import ConvRunConfig
+    if chapter == CONVERSATION_RUN_CHAPTER:
+        from .conversation import ConversationRunConfig
 
-        return ConvRunConfig
-    raise ValueError(f"{chapter!r} is not a run chapter; expected {RUN_CHAPTER!r} or {CONV_RUN_CHAPTER!r}")
+        return ConversationRunConfig
+    raise ValueError(f"{chapter!r} is not a run chapter; expected {RUN_CHAPTER!r} or {CONVERSATION_RUN_CHAPTER!r}")
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:

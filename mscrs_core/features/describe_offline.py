@@ -172,7 +172,7 @@ REDIAL_METADATA = "redial/movie_metadata.json"
 
 
 def item_infos_from_redial_metadata(data_root: str | os.PathLike | None = None, *,
-                                    movie_ids: Iterable[str] | None = None, check: bool = True,
+                                    movie_ids: Iterable[str] | None = None, check: bool | None = None,
                                     files: DataFiles | None = None) -> list[ItemInfo]:
     """One :class:`ItemInfo` per record of ``<data_root>/redial/movie_metadata.json``.
 
@@ -209,7 +209,7 @@ def item_infos_from_redial_metadata(data_root: str | os.PathLike | None = None, 
 
 
 def describe_redial_items(data_root: str | os.PathLike | None = None, *, describer=None,
-                          movie_ids: Iterable[str] | None = None, check: bool = True) -> dict[str, str]:
+                          movie_ids: Iterable[str] | None = None, check: bool | None = None) -> dict[str, str]:
     """ReDial movie id -> description (Eq. 2) from ``movie_metadata.json``; default :class:`OfflineDescriber`.
 
     Pass ``describer=LLMDescriber(...)`` to get the paper's LLM descriptions for the same items.

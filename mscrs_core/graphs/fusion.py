@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mscrs_core.graphs.inputs import GraphInputs
 from mscrs_core.graphs.kg import KGEdges, KGEncoder
 from mscrs_core.graphs.lightgcn import make_lightgcn
 
@@ -169,6 +170,9 @@ class SemanticGraphEncoder(nn.Module):
         self.register_buffer("text_mask", masks["text"])
         self.register_buffer("image_mask", masks["image"])
         self._csr: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        #: the graph structure this encoder was built from (``save_pretrained`` writes it next to the weights)
+        self.graph_inputs = GraphInputs.from_parts(num_entities, items, kg, collab, text, image,
+                                                   text_mask, image_mask)
 
     @property
     def active_graphs(self) -> tuple[str, ...]:

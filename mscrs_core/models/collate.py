@@ -9,6 +9,9 @@ context turn, "System" for an empty context).
 Batch (a dict of tensors, so ``accelerate`` can move it):
     input_ids [B, L] and attention_mask [B, L]: LEFT-padded (the last column is always a real token);
     entity_ids [B, q] and entity_mask [B, q]: the last q context entities, RIGHT-aligned, pad id 0 + mask;
+    mentioned_ids [B, M] and mentioned_mask [B, M]: the items already mentioned in the context in order of first
+        mention (``sample.mentioned_items``; RIGHT-aligned, so the newest is last; pad id 0 + mask; M >= 1), read by
+        the recommender's mention bias (:class:`~mscrs_core.models.recommender.RecommenderConfig`);
     labels [B]: target entity ids.
 """
 from __future__ import annotations
@@ -100,8 +103,17 @@ class RecCollator:
             if ents:
                 entity_ids[i, q - len(ents):] = torch.tensor(ents, dtype=torch.long)
                 entity_mask[i, q - len(ents):] = True
+        mentions = [tuple(getattr(s, "mentioned_items", ())) for s in samples]
+        width_m = max(1, max(len(m) for m in mentions))
+        mentioned_ids = torch.zeros((b, width_m), dtype=torch.long)
+        mentioned_mask = torch.zeros((b, width_m), dtype=torch.bool)
+        for i, m in enumerate(mentions):
+            if m:
+                mentioned_ids[i, width_m - len(m):] = torch.tensor(m, dtype=torch.long)
+                mentioned_mask[i, width_m - len(m):] = True
         if any(s.target is None for s in samples):
             raise ValueError("samples: every sample needs an entity id as target (conversation samples have none)")
         labels = torch.tensor([int(s.target) for s in samples], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "entity_ids": entity_ids,
-                "entity_mask": entity_mask, "labels": labels}
+                "entity_mask": entity_mask, "mentioned_ids": mentioned_ids, "mentioned_mask": mentioned_mask,
+                "labels": labels}

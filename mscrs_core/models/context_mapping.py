@@ -278,6 +278,37 @@ class ContextBank:
         return cls(state["keys"], state["dialog_ids"], sets, state["embeddings"], int(state["num_entities"]),
                    int(state["k"]))
 
+    #: file names of :meth:`save` (the tensors, and the keys/dialog ids/sizes as JSON)
+    TENSORS_FILE, JSON_FILE = "context_bank.safetensors", "context_bank.json"
+
+    def save(self, directory: str | Path) -> None:
+        """Write the bank into ``directory`` as :attr:`TENSORS_FILE` + :attr:`JSON_FILE` (nothing pickled)."""
+        from mscrs_core.models.pretrained import write_json, write_safetensors
+
+        d = Path(directory)
+        state = self.state()
+        write_safetensors({k: state[k] for k in ("set_lengths", "set_values", "embeddings")}, d / self.TENSORS_FILE)
+        write_json(d / self.JSON_FILE, {k: state[k] for k in ("keys", "dialog_ids", "num_entities", "k")})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "ContextBank":
+        """Inverse of :meth:`save`; a missing or damaged file raises an error naming it."""
+        from mscrs_core.models.pretrained import read_json, read_safetensors
+
+        d = Path(directory)
+        tensors, _ = read_safetensors(d / cls.TENSORS_FILE, "context bank file")
+        data = read_json(d / cls.JSON_FILE, "context bank file")
+        missing = [k for k in ("set_lengths", "set_values", "embeddings") if k not in tensors] + \
+                  [k for k in ("keys", "dialog_ids", "num_entities", "k") if k not in data]
+        if missing:
+            raise ValueError(f"{d / cls.TENSORS_FILE}: incomplete context bank (missing {missing})")
+        if int(tensors["set_lengths"].sum()) != tensors["set_values"].numel():
+            raise ValueError(f"{d / cls.TENSORS_FILE}: set_lengths do not add up to set_values")
+        try:
+            return cls.from_state({**tensors, **data})
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{d / cls.JSON_FILE}: inconsistent context bank ({err})") from None
+
 
 class ContextFeaturizer:
     """Per-sample inputs of Eq. (26): E^(0) of the context and its retrieved neighbours' E^(0) with weights.

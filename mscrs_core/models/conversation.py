@@ -62,8 +62,9 @@ from mscrs_core.data.samples import MOVIE_PLACEHOLDER
 from mscrs_core.models.backbone import decoder_of
 from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, encode_context, run_after_context
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
-from mscrs_core.models.conv_collate import LOSS_ON, ConvCollator
+from mscrs_core.models.conversation_collate import LOSS_ON, ConversationCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
+from mscrs_core.models.pretrained import PretrainedMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 GRAPH_VARIANTS = ("paper", "authors_code")
@@ -71,7 +72,7 @@ LOSS_REDUCTIONS = ("context", "token")
 
 
 @dataclass
-class ConvConfig:
+class ConversationConfig:
     """Hyper-parameters and ablation switches of :class:`MSCRSGenerator` (saved with checkpoints)."""
 
     max_entities: int = 32  # q
@@ -117,16 +118,16 @@ class ConvConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ConvConfig":
+    def from_dict(cls, d: dict) -> "ConversationConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"ConvConfig: unknown fields {sorted(unknown)}")
+            raise ValueError(f"ConversationConfig: unknown fields {sorted(unknown)}")
         return cls(**d)
 
 
 @dataclass
-class ConvOutput:
+class ConversationOutput:
     loss: Tensor  # L_gen (+ delta * L_fuse)
     nll: Tensor  # L_gen, Eq. (29)
     fuse_loss: Tensor
@@ -145,24 +146,32 @@ def add_placeholder_token(tokenizer, placeholder: str = MOVIE_PLACEHOLDER) -> in
     return int(ids[0])
 
 
-class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
-    """Conversation model of MSCRS (module docstring): ``forward(batch) -> ConvOutput`` (Eq. 29).
+class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
+    """Conversation model of MSCRS (module docstring): ``forward(batch) -> ConversationOutput`` (Eq. 29).
 
     Args:
         graph_encoder: ``forward() -> E_final [K, d]`` with ``neighbours(ids)`` (a ``SemanticGraphEncoder``);
             trained jointly (pass a copy of the recommender's to start from it).
         backbone: frozen causal LM; its token embeddings are resized to hold the placeholder.
         tokenizer: the backbone's tokenizer; the placeholder is added to it.
-        config: :class:`ConvConfig`.
+        config: :class:`ConversationConfig`.
         bank: the training-context bank (required when ``use_context_mapping``).
         embedder: text embedder for contexts outside the bank (required when ``use_context_mapping``).
         entity_dim: d; inferred by calling ``graph_encoder()`` once when omitted.
+
+    ``save_pretrained(dir)`` / ``MSCRSGenerator.from_pretrained(dir)`` (:mod:`~mscrs_core.models.pretrained`)
+    write and rebuild it: config, trainable weights, graphs, tokenizer (with ``<movie>``) and the context bank;
+    the backbone is reloaded by name.
     """
 
-    def __init__(self, graph_encoder: nn.Module, backbone: nn.Module, tokenizer, config: ConvConfig | None = None,
-                 *, bank: ContextBank | None = None, embedder=None, entity_dim: int | None = None):
+    model_type = "mscrs_conversation"
+    config_class = ConversationConfig
+
+    def __init__(self, graph_encoder: nn.Module, backbone: nn.Module, tokenizer,
+                 config: ConversationConfig | None = None, *, bank: ContextBank | None = None, embedder=None,
+                 entity_dim: int | None = None):
         super().__init__()
-        cfg = config or ConvConfig()
+        cfg = config or ConversationConfig()
         self.config = cfg
         if any(p.requires_grad for p in backbone.parameters()):
             raise ValueError("backbone: expected a frozen model (use load_backbone or backbone.requires_grad_(False))")
@@ -237,6 +246,22 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         super().load_trainable_state_dict(state)
         self.sync_placeholder()
 
+    def _save_pretrained_files(self, directory) -> None:
+        if self.bank is not None:
+            self.bank.save(directory)
+
+    @classmethod
+    def _build_pretrained(cls, directory, config, graph_encoder, backbone, tokenizer, extras, *, embedder=None):
+        """The untrained model of a :meth:`save_pretrained` folder; ``embedder`` defaults to
+        ``make_text_embedder(config.text_embedder)``."""
+        from mscrs_core.models.context_mapping import make_text_embedder
+
+        bank = None
+        if config.use_context_mapping:
+            bank = ContextBank.load(directory)
+            embedder = embedder or make_text_embedder(config.text_embedder)
+        return cls(graph_encoder, backbone, tokenizer, config, bank=bank, embedder=embedder)
+
     # ------------------------------------------------------------------ inputs
     def enhanced(self, sample) -> EnhancedEntities:
         """Q_hat_s of a sample (Eq. 25)."""
@@ -246,13 +271,13 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         """Entity ids for the q slots: Q_hat_s in slot order (plain Q_s for "w/o -s")."""
         return self.enhanced(sample).slot_order()
 
-    def make_collator(self, generation: bool = False) -> ConvCollator:
+    def make_collator(self, generation: bool = False) -> ConversationCollator:
         """The collator matching this model's config (entity slots and Eq. 26 features bound)."""
         cfg = self.config
-        return ConvCollator(self.tokenizer, max_context_length=cfg.max_context_length,
-                            max_response_length=cfg.max_response_length, max_entities=cfg.max_entities,
-                            loss_on=cfg.loss_on, generation=generation, entities_fn=self.slot_entities,
-                            features_fn=self.featurizer, layout=cfg.prompt_position)
+        return ConversationCollator(self.tokenizer, max_context_length=cfg.max_context_length,
+                                    max_response_length=cfg.max_response_length, max_entities=cfg.max_entities,
+                                    loss_on=cfg.loss_on, generation=generation, entities_fn=self.slot_entities,
+                                    features_fn=self.featurizer, layout=cfg.prompt_position)
 
     def embed_tokens(self, input_ids: Tensor) -> Tensor:
         """Backbone input embeddings with the trainable placeholder vector at placeholder positions."""
@@ -345,7 +370,7 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
         return torch.where(col, ph_logit.unsqueeze(-1), logits)
 
     # ------------------------------------------------------------------ loss
-    def forward(self, batch: dict[str, Tensor]) -> ConvOutput:
+    def forward(self, batch: dict[str, Tensor]) -> ConversationOutput:
         """Eq. (29) on a training batch from :meth:`make_collator`."""
         labels = batch["labels"]
         pad = labels.new_full((labels.shape[0], self.prompt_length), -100)
@@ -370,5 +395,5 @@ class MSCRSGenerator(FrozenBackboneMixin, nn.Module):
             per_ctx = torch.zeros(labels.shape[0], device=nll_tok.device).index_add(0, rows, nll_tok)
             nll = per_ctx[torch.unique(rows)].mean()
         loss = nll + self.config.fuse_weight * fuse if self.config.fuse_weight > 0 else nll
-        return ConvOutput(loss, nll, fuse.detach(), int(rows.numel()), float(nll_tok.detach().sum()),
-                          int(torch.unique(rows).numel()))
+        return ConversationOutput(loss, nll, fuse.detach(), int(rows.numel()), float(nll_tok.detach().sum()),
+                                  int(torch.unique(rows).numel()))

@@ -4,6 +4,7 @@ Shapes: B batch, q entity slots (fixed ``max_entities``), p entity-prompt positi
 d entity dim, H backbone hidden size (the paper's d_c).
 
 Choices (documented deviations):
+
 * T_s (the paper uses RoBERTa): the mean of the frozen backbone's INPUT embeddings over the real tokens of the
   context s. It costs nothing extra, lives in the backbone's space already (so Eq. 17's W2 targets H) and keeps
   the whole model to one frozen network. It is a single vector per dialog, added to every entity-prompt

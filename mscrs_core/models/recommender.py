@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from mscrs_core.models.backbone import decoder_of
 from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank, run_after_context
 from mscrs_core.models.frozen import FrozenBackboneMixin
+from mscrs_core.models.pretrained import PretrainedMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 REC_SCOPES = ("items", "all_entities")
@@ -56,6 +57,11 @@ class RecommenderConfig:
       contributes. ``lm_scale`` keeps the two terms commensurate: the entity rows start with norms near 0.1
       while an LM state has hundreds of coordinates of order one, so a projection trained at the prompt's rate
       would drown the entity term within an epoch (the head is a cosine: only the ratio of the terms matters).
+    * ``mention_bias=True``: items already mentioned in the dialog get a learned bonus beta + gamma * r on their
+      logit (r in (0, 1], 1 for the latest first mention; beta, gamma start at ``mention_init`` and half of it).
+      Re-mentions are a large share of the gold items in both datasets (chapter 4's "mentioned" slice) and the
+      entity mean dilutes an item among the genres and people around it; a bonus the model learns says how far
+      to trust a repetition, where the ``copy_context`` reference trusts it absolutely.
     * ``prompt_position="suffix"``: [s; V_hat; O_rec] instead of Eq. (19)'s [V_hat; O_rec; s], so the context's
       key/value states are computed once without gradient (:mod:`~mscrs_core.models.context_states`).
     """
@@ -73,6 +79,8 @@ class RecommenderConfig:
     entity_skip: bool = True
     zero_init_projection: bool = True
     lm_scale: float = 0.1  # with entity_skip: r_hat = skip + lm_scale * W_proj h (see the class docstring)
+    mention_bias: bool = True
+    mention_init: float = 2.0  # beta's start; gamma starts at half of it
     prompt_position: str = "suffix"  # "prefix" (Eq. 19) | "suffix"
 
     def __post_init__(self) -> None:
@@ -93,7 +101,7 @@ class RecommenderConfig:
     def paper(cls, **overrides) -> "RecommenderConfig":
         """Eq. (17)-(24) as printed: dot-product head, no item bias, no skip path, prompt before the context."""
         base = dict(head="dot", item_bias=False, entity_skip=False, zero_init_projection=False,
-                    prompt_position="prefix")
+                    mention_bias=False, prompt_position="prefix")
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
@@ -118,7 +126,7 @@ class RecOutput:
     logits: Tensor  # [B, N] (items) or [B, K] (entities), depending on the task/scope
 
 
-class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
+class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
     """Graph encoder + prompt encoder + frozen backbone + projection (Eq. 17-24).
 
     Args:
@@ -128,7 +136,13 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         tokenizer: the backbone's tokenizer, kept for building collators (not a module).
         config: :class:`RecommenderConfig`; keyword arguments named like its fields override it.
         entity_dim: d; inferred by calling ``graph_encoder()`` once when omitted.
+
+    ``save_pretrained(dir)`` / ``MSCRSRecommender.from_pretrained(dir)`` (:mod:`~mscrs_core.models.pretrained`)
+    write and rebuild it: config, trainable weights, graphs, item ids, tokenizer; the backbone is reloaded by name.
     """
+
+    model_type = "mscrs_recommender"
+    config_class = RecommenderConfig
 
     def __init__(
         self,
@@ -181,9 +195,28 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
             self.log_scale = nn.Parameter(torch.tensor(math.log(config.init_scale)))
         if config.item_bias:
             self.item_bias = nn.Parameter(torch.zeros(item_ids.numel()))
+        if config.mention_bias:
+            self.mention_weight = nn.Parameter(torch.tensor(float(config.mention_init)))
+            self.mention_recency = nn.Parameter(torch.tensor(float(config.mention_init) / 2))
         self.fuse_weight, self.rec_scope = config.fuse_weight, config.rec_scope
         self.context_bank: ContextStateBank | None = None
         self.lm_path = True
+
+    # ------------------------------------------------------------------ save_pretrained / from_pretrained
+    def _pretrained_extras(self) -> dict:
+        return {"item_ids": [int(i) for i in self.item_ids.tolist()], "lm_path": bool(self.lm_path)}
+
+    @classmethod
+    def _build_pretrained(cls, directory, config, graph_encoder, backbone, tokenizer, extras):
+        """The untrained model of a :meth:`save_pretrained` folder (LM path closed when it was saved closed)."""
+        item_ids = extras.get("item_ids")
+        if not isinstance(item_ids, list) or not all(isinstance(i, int) for i in item_ids):
+            raise ValueError(f"{directory / 'config.json'}: extras.item_ids must be a list of entity ids")
+        model = cls(graph_encoder, backbone, torch.tensor(item_ids, dtype=torch.long), tokenizer=tokenizer,
+                    config=config)
+        if not extras.get("lm_path", True):
+            model.close_lm_path()
+        return model
 
     def close_lm_path(self, closed: bool = True) -> None:
         """Skip the language model: r_hat = the mean context-entity row (the skip path) alone.
@@ -247,8 +280,25 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
             r_hat = self.config.lm_scale * r_hat + (v_s * m).sum(1) / m.sum(1).clamp_min(1.0)
         return r_hat, out.fuse_loss, table
 
-    def scores(self, r_hat: Tensor, rows: Tensor, item_axis: bool) -> Tensor:
-        """Logits of Eq. (21)/(23) under the configured head (cosine: scaled, plus item bias on the item axis)."""
+    def mention_bonus(self, batch: dict[str, Tensor], item_axis: bool, width: int) -> Tensor | None:
+        """[B, width] logit bonus of the items already mentioned (``mention_bias``): beta + gamma * r, where r is
+        the mention's rank in order of first mention divided by their number (1 for the latest); None when off."""
+        if not self.config.mention_bias or "mentioned_ids" not in batch:
+            return None
+        ids, mask = batch["mentioned_ids"], batch["mentioned_mask"]
+        if item_axis:  # entity id -> item position; mentioned entities that are not items get no bonus
+            inside = ids < self.item_index.numel()
+            pos = torch.where(inside, self.item_index[ids.clamp_max(self.item_index.numel() - 1)], -1)
+            mask = mask & inside & (pos >= 0)
+            ids = pos.clamp_min(0)
+        rank = mask.long().cumsum(1).float()
+        recency = rank / rank[:, -1:].clamp_min(1.0)
+        value = (self.mention_weight + self.mention_recency * recency) * mask
+        return torch.zeros(ids.shape[0], width, device=value.device, dtype=value.dtype).scatter_add(1, ids, value)
+
+    def scores(self, r_hat: Tensor, rows: Tensor, item_axis: bool, bonus: Tensor | None = None) -> Tensor:
+        """Logits of Eq. (21)/(23) under the configured head (cosine: scaled, plus item bias on the item axis,
+        plus the mention bonus when given)."""
         if self.config.head == "cosine":
             logits = self.log_scale.exp() * (F.normalize(r_hat, dim=-1) @ F.normalize(rows, dim=-1).T)
         else:
@@ -257,6 +307,8 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
             bias = self.item_bias if item_axis else torch.zeros(rows.shape[0], device=rows.device).index_copy(
                 0, self.item_ids, self.item_bias)
             logits = logits + bias
+        if bonus is not None:
+            logits = logits + bonus
         return logits
 
     def forward(self, batch: dict[str, Tensor], task: str = "rec") -> RecOutput:
@@ -266,10 +318,11 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
         r_hat, fuse, table = self.encode(batch)
         labels = batch["labels"]
         if task == "rec" and self.rec_scope == "items":
-            logits = self.scores(r_hat, table[self.item_ids], item_axis=True)  # Eq. (23)
+            logits = self.scores(r_hat, table[self.item_ids], item_axis=True,
+                                 bonus=self.mention_bonus(batch, True, self.item_ids.numel()))  # Eq. (23)
             targets = self.item_positions(labels)
-        else:
-            logits = self.scores(r_hat, table, item_axis=False)  # Eq. (21); UniCRS-style rec over all entities
+        else:  # Eq. (21); UniCRS-style rec over all entities
+            logits = self.scores(r_hat, table, item_axis=False, bonus=self.mention_bonus(batch, False, table.shape[0]))
             targets = labels
         ce = F.cross_entropy(logits, targets)
         return RecOutput(ce + self.fuse_weight * fuse, ce, fuse, logits)
@@ -288,10 +341,11 @@ class MSCRSRecommender(FrozenBackboneMixin, nn.Module):
     def score_items(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores over the item axis for evaluation, ``Tensor[B, N]`` (Eq. 23 logits)."""
         r_hat, _, table = self.encode(batch)
-        return self.scores(r_hat, table[self.item_ids], item_axis=True)
+        return self.scores(r_hat, table[self.item_ids], item_axis=True,
+                           bonus=self.mention_bonus(batch, True, self.item_ids.numel()))
 
     @torch.no_grad()
     def score_entities(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores over all K entities (pre-training evaluation, Eq. 21 logits)."""
         r_hat, _, table = self.encode(batch)
-        return self.scores(r_hat, table, item_axis=False)
+        return self.scores(r_hat, table, item_axis=False, bonus=self.mention_bonus(batch, False, table.shape[0]))

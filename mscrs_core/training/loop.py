@@ -205,7 +205,7 @@ def _optimizer(model: nn.Module, lr: float, weight_decay: float, graph_lr: float
              "head": head_lr if head_lr is not None else lr}
 
     def kind(name: str) -> str:
-        if name in ("log_scale", "item_bias"):
+        if name in ("log_scale", "item_bias", "mention_weight", "mention_recency"):
             return "head"
         if not name.startswith("graph_encoder."):
             return "other"

@@ -32,7 +32,7 @@ from mscrs_core.training.loop import epoch_order, set_seed
 
 
 @dataclasses.dataclass(frozen=True)
-class ConvTrainConfig:
+class ConversationTrainConfig:
     """Hyper-parameters of :func:`train_generator` (all but output_dir/progress/resume/device enter the hash).
 
     Defaults follow the authors' ``train_conv.py`` where it sets them (lr 1e-4, weight decay 0.01).
@@ -58,7 +58,7 @@ class ConvTrainConfig:
 
 
 @dataclasses.dataclass
-class ConvTrainResult:
+class ConversationTrainResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_loss: float
@@ -66,7 +66,7 @@ class ConvTrainResult:
     last_path: Path
 
 
-def _hash(config: ConvTrainConfig, model, train_samples: Sequence, valid_samples: Sequence) -> str:
+def _hash(config: ConversationTrainConfig, model, train_samples: Sequence, valid_samples: Sequence) -> str:
     skip = ("output_dir", "progress", "resume", "device")
     fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in skip}
     fields["model"] = model.config.to_dict()
@@ -112,8 +112,8 @@ def evaluate_generation(model, samples: Sequence, *, config: GenerationConfig | 
     return ev.compute(), responses
 
 
-def train_generator(model, train_samples: Sequence, valid_samples: Sequence, config: ConvTrainConfig, *,
-                    callbacks: Sequence[Callable[[int, dict[str, float]], None]] = ()) -> ConvTrainResult:
+def train_generator(model, train_samples: Sequence, valid_samples: Sequence, config: ConversationTrainConfig, *,
+                    callbacks: Sequence[Callable[[int, dict[str, float]], None]] = ()) -> ConversationTrainResult:
     """Train an :class:`~mscrs_core.models.conversation.MSCRSGenerator` (see the module docstring).
 
     The model holds the best epoch's weights on return.
@@ -182,4 +182,4 @@ def train_generator(model, train_samples: Sequence, valid_samples: Sequence, con
     if best_epoch is None:
         raise RuntimeError("train_generator: no epoch ran")
     model.load_trainable_state_dict(load_checkpoint(best_path)["model"])
-    return ConvTrainResult(history, best_epoch, float(best), best_path, last_path)
+    return ConversationTrainResult(history, best_epoch, float(best), best_path, last_path)

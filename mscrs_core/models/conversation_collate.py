@@ -46,7 +46,7 @@ LAYOUTS = ("prefix", "suffix")
 RESPONSE_PREFIX = "System:"
 
 
-class ConvCollator:
+class ConversationCollator:
     """Callable ``list[sample] -> dict[str, Tensor]`` (see the module docstring).
 
     Args:

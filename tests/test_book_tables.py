@@ -1,0 +1,158 @@
+"""Chapter 4's Table 2 and findings (mscrs_core.book.rec_tables), chapter 5's sweep slicing and ablation numbers
+(mscrs_core.book.ablation_tables), on small synthetic results frames."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mscrs_core.book import ablation_tables, rec_tables
+from mscrs_core.book.show import direction
+from mscrs_core.experiments.sweep import METRICS
+
+# ---------------------------------------------------------------------------------------------- chapter 4
+
+# mean test Recall@10 per (dataset, model); recall@50 = 2 x recall@10, every other metric 0.1
+R10 = {("inspired", "popularity"): [0.10], ("inspired", "text_classifier"): [0.20, 0.22],
+       ("inspired", "graph_scorer"): [0.05, 0.07], ("inspired", "copy_context"): [0.25],
+       ("inspired", "unicrs"): [0.18, 0.20], ("inspired", "mscrs"): [0.21, 0.23],
+       ("redial", "popularity"): [0.05], ("redial", "mscrs"): [0.12]}
+# per test sample Recall@10 (mean over seeds): MSCRS finds samples 0-3, UniCRS 0-1, the others sample 0 only
+HITS = {"mscrs": [1, 1, 1, 1, 0, 0, 0, 0], "unicrs": [1, 1, 0, 0, 0, 0, 0, 0]}
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for (ds, model), values in R10.items():
+        for seed, r10 in enumerate(values):
+            rows.append({"dataset": ds, "model": model, "seed": seed, "name": f"{ds}-{model}-s{seed}",
+                         "seconds": 1.0, **{m: 0.1 for m in METRICS}, "recall@10": r10, "recall@50": 2 * r10,
+                         "mentioned/recall@10": 0.5, "new/recall@10": r10 / 2, "new/recall@50": r10,
+                         "top1 = popularity's": 1.0 if model == "popularity" else 0.25,
+                         "mentioned_count": 2.0, "new_count": 6.0})
+    return pd.DataFrame(rows)
+
+
+def _per_sample(sub: pd.DataFrame, model: str) -> pd.Series:
+    return pd.Series(HITS.get(model, [1, 0, 0, 0, 0, 0, 0, 0]), dtype=float)
+
+
+def test_table2_formats_ours_beside_the_paper():
+    table = rec_tables.table2(_runs(), ["inspired"])
+    assert table.index.names == ["dataset", "model", "source"]
+    assert list(table.columns) == list(METRICS)
+    assert table.loc[("inspired", "MSCRS", "ours (2 seeds)"), "recall@10"] == "0.220 ± 0.014"
+    assert table.loc[("inspired", "Popularity", "ours (1 seed)"), "recall@10"] == "0.100"  # one run: no ± std
+    assert table.loc[("inspired", "MSCRS", "paper"), "recall@10"] == "0.257"
+    assert table.loc[("inspired", "BERT (frozen MiniLM)", "paper"), "recall@10"] == "0.189"  # the paper's BERT
+    # the paper's rows of the datasets asked for only; ours of every dataset in the runs
+    assert {s for d, _, s in table.index if d == "redial"} == {"ours (1 seed)"}
+    # rows in the chapter's order: popularity first, MSCRS last, ours before the paper's
+    models = list(dict.fromkeys(table.loc["inspired"].index.get_level_values("model")))
+    assert models == ["Popularity", "BERT (frozen MiniLM)", "Graphs alone (untrained)", "Copy context (ref.)",
+                      "UniCRS", "MSCRS"]
+    assert [s for d, m, s in table.index if (d, m) == ("inspired", "MSCRS")] == ["ours (2 seeds)", "paper"]
+
+
+def test_table2_marks_missing_paper_values():
+    paper = pd.DataFrame([{"dataset": "inspired", "model": "MSCRS", **{m: np.nan for m in METRICS}}]).set_index(
+        ["dataset", "model"])
+    table = rec_tables.table2(_runs(), ["inspired"], paper=paper)
+    assert (table.loc[("inspired", "MSCRS", "paper")] == "-").all()
+
+
+def test_best_baseline_is_the_papers_strongest_baseline():
+    runs = _runs()
+    tests = rec_tables.best_baseline_tests(runs, ["inspired", "redial"], _per_sample,
+                                           not_baselines=("graph_scorer", "copy_context"))
+    ins = tests[tests.dataset == "inspired"]
+    # copy_context (0.25) is a reference, not a baseline: the best baseline is the text classifier (0.21)
+    assert list(ins["MSCRS vs"]) == ["BERT (frozen MiniLM)"] * 2 and list(ins["test"]) == ["ttest", "wilcoxon"]
+    assert ins["samples"].tolist() == [8, 8] and ins["mean difference in Recall@10"].tolist() == [0.375, 0.375]
+    assert ins["p-value"].tolist()[0] < 0.05 and ins["p-value"].tolist()[1] == 0.125  # Wilcoxon: 3 pairs, exact
+    assert tests[tests.dataset == "redial"]["MSCRS vs"].tolist() == ["Popularity"] * 2
+    # without MSCRS, or without any baseline, a dataset has no test
+    assert rec_tables.best_baseline_tests(runs[runs.model != "mscrs"], ["inspired"], _per_sample).empty
+    only = runs[(runs.dataset == "redial") & (runs.model == "mscrs")]
+    assert rec_tables.best_baseline_tests(only, ["redial"], _per_sample).empty
+
+
+def test_slice_table():
+    slices = rec_tables.slice_table(_runs())
+    assert slices.loc[("inspired", "MSCRS"), "test samples (mentioned / new)"] == "2 / 6"
+    assert slices.loc[("inspired", "MSCRS"), "new/recall@10"] == 0.11
+    assert slices.loc[("inspired", "Popularity"), "top1 = popularity's"] == 1.0
+
+
+def test_findings_state_the_comparisons_in_words():
+    f = rec_tables.findings(_runs(), ("inspired", "redial", "other"), _per_sample,
+                            references=("copy_context", "zero_shot_text", "entity_mean"))
+    assert f["inspired_name"] == "INSPIRED" and f["inspired_seeds"] == 2
+    assert f["inspired_seeds_text"] == "mean over 2 seeds"
+    assert f["redial_seeds_text"] == "one seed" and f["other_seeds_text"] == "not run"
+    assert f["inspired_mscrs_r10"] == pytest.approx(0.22) and f["inspired_mscrs_r50"] == pytest.approx(0.44)
+    assert (f["inspired_best"], f["inspired_vs_best"]) == ("BERT (frozen MiniLM)", "above")
+    assert f["inspired_best_r10"] == pytest.approx(0.21)
+    assert (f["inspired_ref"], f["inspired_vs_ref"]) == ("Copy context", "below")
+    assert f["inspired_ref_r50"] == pytest.approx(0.5)
+    assert f["inspired_paper_r10"] == 0.257
+    assert f["inspired_unicrs_diff"] == pytest.approx(0.25) and f["inspired_samples"] == 8
+    assert 0 < f["inspired_unicrs_p"] < 0.1 and isinstance(f["inspired_unicrs_p"], float)
+    assert f["inspired_new_r10"] == pytest.approx(0.11) and f["inspired_vs_pop_new"] == "above"
+    # ReDial has no UniCRS and no reference run; a dataset with no run at all still has every key
+    assert math.isnan(f["redial_unicrs_p"]) and f["redial_ref"] == "(not run)" and f["redial_vs_best"] == "above"
+    assert f["other_best"] == "(not run)" and math.isnan(f["other_mscrs_r10"]) and f["other_name"] == "other"
+    assert {k.split("_", 1)[1] for k in f if k.startswith("inspired_")} == \
+           {k.split("_", 1)[1] for k in f if k.startswith("other_")}
+
+
+def test_direction_words():
+    assert direction(0.3, 0.2) == "above" and direction(np.float64(0.1), 0.2) == "below"
+    assert direction(1, 1) == "equal to" and direction(float("nan"), 1.0) == "not comparable with"
+    assert direction(None, 1.0) == "not comparable with"
+    assert direction(2, 1, words=("more than", "less than", "as many as")) == "more than"
+    # as the prose prints them: 0.2251 and 0.2249 both read 0.225
+    assert direction(0.2251, 0.2249) == "above" and direction(0.2251, 0.2249, digits=3) == "equal to"
+    assert direction(np.float32(0.5), float("nan"), digits=3) == "not comparable with"
+
+
+# ---------------------------------------------------------------------------------------------- chapter 5
+
+
+def test_split_rows_cuts_the_sweep_back_into_its_groups():
+    every = pd.DataFrame({"name": list("abcdef"), "recall@10": range(6)}, index=[5, 4, 3, 2, 1, 0])
+    parts = ablation_tables.split_rows(every, {"ablations": 2, "k": 3, "lambda": 0, "graph variants": 1})
+    assert list(parts) == ["ablations", "k", "lambda", "graph variants"]
+    assert parts["ablations"]["name"].tolist() == ["a", "b"] and parts["k"]["name"].tolist() == ["c", "d", "e"]
+    assert parts["lambda"].empty and parts["graph variants"]["name"].tolist() == ["f"]
+    assert parts["k"].index.tolist() == [0, 1, 2]  # a fresh index per group
+    with pytest.raises(ValueError, match="add up to 5 rows"):
+        ablation_tables.split_rows(every, {"a": 2, "b": 3})
+    with pytest.raises(ValueError, match="non-negative"):
+        ablation_tables.split_rows(every, {"a": 7, "b": -1})
+
+
+def _ablations() -> pd.DataFrame:
+    rows = []
+    for variant, trained, alone in (("MSCRS", [0.20, 0.22], [0.07, 0.07]), ("w/o -co", [0.18, 0.18], [0.03, 0.05]),
+                                    ("w/o -r", [0.15, 0.17], [0.02, 0.02])):
+        for seed in (0, 1):
+            rows.append({"variant": variant, "kind": ablation_tables.TRAINED, "seed": seed, "recall@1": 0.0,
+                         "recall@10": trained[seed], "recall@50": 0.5})
+            rows.append({"variant": variant, "kind": ablation_tables.UNTRAINED, "seed": seed, "recall@1": 0.0,
+                         "recall@10": alone[seed], "recall@50": 0.25})
+    return pd.DataFrame(rows)
+
+
+def test_ablation_table_and_differences():
+    ab = _ablations()
+    table = ablation_tables.ablation_table(ab, ["MSCRS", "w/o -co", "w/o -r"])
+    assert table.index.tolist() == ["MSCRS", "w/o -co", "w/o -r"]
+    assert table.loc["MSCRS", ("recall@10", ablation_tables.TRAINED)] == 0.21
+    assert table.loc["w/o -r", ("recall@10", ablation_tables.UNTRAINED)] == 0.02
+    d = ablation_tables.ablation_differences(ab, ["MSCRS", "w/o -co", "w/o -t", "w/o -r"])
+    assert d["trained_mscrs"] == pytest.approx(0.21) and d["alone_mscrs"] == pytest.approx(0.07)
+    assert d["trained_wo_co_diff"] == pytest.approx(-0.03) and d["trained_wo_r_diff"] == pytest.approx(-0.05)
+    assert d["alone_wo_co_diff"] == pytest.approx(-0.03)
+    assert math.isnan(d["trained_wo_t_diff"])  # not run: every key still there
+    assert ablation_tables.variant_key("w/o -co") == "wo_co" and ablation_tables.variant_key("MSCRS") == "mscrs"
