@@ -162,6 +162,8 @@ class ChatSession:
     def __init__(self, bundle: ChatBundle, *, top_k: int = 5, generation=None, exclude_mentioned: bool = True):
         from mscrs_core.models.generate import GenerationConfig, recommender_ranker
 
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
         self.bundle, self.top_k, self.exclude_mentioned = bundle, top_k, exclude_mentioned
         self.generation = generation or GenerationConfig()
         self.linker = make_linker(bundle.entity2id, bundle.entity_names)

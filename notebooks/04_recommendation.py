@@ -60,6 +60,7 @@ check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv,
 import pandas as pd
 
 from mscrs_core.book import rec_tables
+from mscrs_core.experiments.sweep import data_provenance
 from mscrs_core.book.rec_tables import MODEL_NAMES as names
 from mscrs_core.book.show import glue_numbers
 from mscrs_core.data.manifest import use_data_root
@@ -81,6 +82,9 @@ print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in tot
 
 # %% tags=["hide-input"]
 rec_tables.table2(runs, datasets, metrics=METRICS)
+
+# %% tags=["remove-input"]
+print(data_provenance(runs))
 
 # %% [markdown]
 # ## Is MSCRS better than the strongest baseline?

@@ -41,6 +41,7 @@ import seaborn as sns
 import torch
 
 from mscrs_core.book import ablation_tables
+from mscrs_core.experiments.sweep import data_provenance
 from mscrs_core.book.show import glue_numbers
 from mscrs_core.data import load_dataset
 from mscrs_core.data.manifest import use_data_root
@@ -113,6 +114,9 @@ ax.set_ylim(0, ab["recall@10"].max() * 1.25)
 ax.legend(fontsize=8, loc="upper right")
 fig.tight_layout()
 ablation_tables.ablation_table(ab, list(variants))
+
+# %% tags=["remove-input"]
+print(data_provenance(every))
 
 # %% tags=["remove-cell"]
 glue_numbers(ablation_tables.ablation_differences(ab, ["MSCRS", "w/o -co", "w/o -t", "w/o -i", "w/o -r"]),

@@ -54,7 +54,7 @@ import seaborn as sns
 from mscrs_core.book.paper_tables import paper_table3
 from mscrs_core.book.show import direction, glue_numbers
 from mscrs_core.data.manifest import use_data_root
-from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, run_points
+from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, data_provenance, run_points
 
 sns.set_theme(style="whitegrid")
 variants = {
@@ -99,6 +99,9 @@ for ds in datasets:
             rows.append({"dataset": ds, "model": ours, "source": f"paper ({theirs})",
                          **{c: paper.loc[(ds, theirs)].get(c) for c in cols}})
 pd.DataFrame(rows).set_index(["dataset", "model", "source"]).sort_index().round(4)
+
+# %% tags=["remove-input"]
+print(data_provenance(runs))
 
 # %% tags=["remove-cell"]
 for ds in ("inspired", "redial"):

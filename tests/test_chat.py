@@ -234,3 +234,9 @@ def test_suffix_bf16_checkpoint_round_trip_and_dialogs(suffix_checkpoint, capsys
     assert a != b and set(a) != set(b)
     assert main(["--checkpoint", str(d), "--max-new-tokens", "4"], stdin=io.StringIO("hello\nmore?\n")) == 0
     assert capsys.readouterr().out.count("System: ") == 2
+
+
+@pytest.mark.parametrize("top_k", [0, -3, 2.5, True, "5"])
+def test_session_rejects_a_bad_top_k(checkpoint, top_k):
+    with pytest.raises(ValueError, match="top_k: expected an integer >= 1"):
+        ChatSession.load(checkpoint["dir"], top_k=top_k)

@@ -155,3 +155,15 @@ def test_lm_stage_must_beat_the_warm_up_by_one_standard_error():
     assert lm_stage_wins(0.3, 0.31, 100, "best") and not lm_stage_wins(0.3, 0.3, 100, "best")
     with pytest.raises(ValueError, match="rule"):
         lm_stage_wins(0.3, 0.4, 100, "max")
+
+
+def test_data_provenance_names_each_dataset_digest_and_flags_mixed_data():
+    import pandas as pd
+
+    from mscrs_core.experiments.sweep import data_provenance
+
+    one = pd.DataFrame({"dataset": ["inspired", "inspired", "redial"], "data fingerprint": ["abc", "abc", "def"]})
+    assert data_provenance(one).endswith("inspired abc; redial def.")
+    mixed = pd.DataFrame({"dataset": ["inspired", "inspired"], "data fingerprint": ["abc", "xyz"]})
+    assert "MIXED data digests abc, xyz" in data_provenance(mixed)
+    assert "no fingerprint recorded" in data_provenance(pd.DataFrame({"dataset": ["redial"], "data fingerprint": [""]}))

@@ -180,9 +180,27 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         if "valid" in r:
             row["valid recall@10"] = r["valid"]["recall@10"]
         row["seconds"] = r.get("seconds", np.nan)
+        row["data fingerprint"] = r.get("fingerprint", {}).get("data", "")
         row["name"] = r["name"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def data_provenance(frame: pd.DataFrame) -> str:
+    """One line saying which data the runs of ``frame`` (from :func:`results_frame`) read: per dataset, the
+    digest of its files (``fingerprint.data`` of each result); more than one digest for a dataset is flagged."""
+    if frame.empty or "data fingerprint" not in frame:
+        return "Data: no runs."
+    parts = []
+    for ds, digests in frame.groupby("dataset")["data fingerprint"]:
+        found = sorted({d for d in digests if d})
+        if not found:
+            parts.append(f"{ds}: no fingerprint recorded")
+        elif len(found) == 1:
+            parts.append(f"{ds} {found[0]}")
+        else:
+            parts.append(f"{ds}: MIXED data digests {', '.join(found)} (runs of different data in one table)")
+    return "Data read by every run of this table (digest of the dataset's files): " + "; ".join(parts) + "."
 
 
 def per_sample(record: dict[str, Any], metric: str = "recall@10") -> pd.Series:
