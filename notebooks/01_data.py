@@ -21,12 +21,12 @@
 #
 # Everything here is computed by `mscrs_core.data`; the cells only call it.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 data_root = None  # None: $MSCRS_DATA, else ../shared/data
 datasets = ["inspired", "redial"]
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %%
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -57,7 +57,7 @@ data = {name: load_dataset(name, data_root, check=check_checksums) for name in d
 # The paper's Table 1 beside ours. "Utterances" counts messages as collected (ReDial: before merging
 # consecutive messages of one speaker); entities are the size of the graph's vocabulary, items the item set.
 
-# %%
+# %% tags=["hide-input"]
 t1 = {name: table1(ds) for name, ds in data.items()}
 beside_paper(t1)
 
@@ -65,12 +65,10 @@ beside_paper(t1)
 # Per split (turns are utterances after merging consecutive messages of one speaker; "mentioned" counts the
 # distinct entities and items that the dialogs of a split actually mention):
 
-# %%
-for name, df in t1.items():
-    print(name)
-    display(df)
+# %% tags=["hide-input"]
+pd.concat(t1, names=["dataset"])  # one table, the dataset in the index: each row says which data it counts
 
-# %%
+# %% tags=["hide-cell"]
 # The shipped splits must be exactly the files described in the data README (data of your own: its own counts).
 expected = {"inspired": (801, 99, 99), "redial": (1369, 901, 1342)} if data_check.shipped else {}
 for name, ds in data.items():
@@ -87,7 +85,7 @@ for name, ds in data.items():
 # %% [markdown]
 # ## Turn length and movies per dialog
 
-# %%
+# %% tags=["hide-input"]
 turns = pd.concat([turn_table(ds) for ds in data.values()], ignore_index=True)
 dialogs = pd.concat([dialog_table(ds) for ds in data.values()], ignore_index=True)
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -99,7 +97,7 @@ sns.histplot(dialogs[dialogs["items"] <= 30], x="items", hue="dataset", stat="de
 axes[1].set_title("distinct movies mentioned per dialog")
 fig.tight_layout()
 
-# %%
+# %% tags=["hide-input"]
 turns.groupby(["dataset", "role"])["words"].describe().round(1)
 
 # %% [markdown]
@@ -111,11 +109,11 @@ turns.groupby(["dataset", "role"])["words"].describe().round(1)
 # words only when capitalised or a genre, no common words. KGSF's own linker was never published, so ReDial's
 # entity coverage here is our linker's, not the paper's.
 
-# %%
+# %% tags=["hide-input"]
 cov = pd.concat({name: linking_coverage(ds) for name, ds in data.items()}, names=["dataset"])
 cov
 
-# %%
+# %% tags=["hide-input"]
 if "redial" in data:
     rd = data["redial"]
     examples = [t for t in rd.iter_turns("test") if t.entities][:8]
@@ -137,7 +135,7 @@ if "redial" in data:
 # context being the preceding turns; conversation samples are recommender turns with their movies replaced
 # by a `<movie>` placeholder.
 
-# %%
+# %% tags=["hide-input"]
 pd.concat({name: pd.DataFrame(sample_counts(ds)).T for name, ds in data.items()}, names=["dataset", "split"])
 
 # %% [markdown]

@@ -24,7 +24,7 @@
 # `mscrs_core` when the chapter runs (so it is the code that runs, never a copy); {doc}`/book/equations`
 # lists every equation with its code, and the {doc}`/book/api` documents each function shown.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 datasets = ["inspired", "redial"]

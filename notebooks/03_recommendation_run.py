@@ -23,7 +23,7 @@
 # Figures 4 and 5 is this notebook executed by papermill with other parameters, its result written to
 # `<results_dir>/<run name>/result.json` (a finished run is loaded, not re-trained).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 dataset = "inspired"
 model = "mscrs"  # "mscrs" | "unicrs" (no semantic graph) | "popularity" | "text_classifier" | "graph_scorer"
 seed = 0
@@ -39,18 +39,22 @@ backbone = "smollm2-135m"  # or "tiny-dialogpt", "microsoft/DialoGPT-small", a l
 backbone_epochs = 2.0  # pre-training epochs of the miniature DialoGPT (that backbone only)
 backbone_dtype = "bfloat16"  # "float32" | "bfloat16" (frozen backbone only)
 attn_implementation = "eager"
+max_entities = 32  # q, the newest context entities the prompt reads
 n_task_prompt = 10
 n_entity_prompt = 4
+tau = 0.07  # Eq. (18)
 fuse_weight = 0.1
 fuse_variant = "paper"
 rec_scope = "items"
 prompt_position = "suffix"  # "prefix" (Eq. 19) | "suffix" (context states computed once)
 head = "cosine"  # "dot" (Eq. 23) | "cosine"
+init_scale = 10.0  # cosine head: initial logit scale
 item_bias = True
 entity_skip = True
 zero_init_projection = True
 lm_scale = 0.1  # weight of the LM term beside the entity skip path
 mention_bias = True  # a learned bonus for the items already mentioned in the dialog
+mention_init = 2.0  # beta's start (gamma: half of it)
 lm_trains = "prompt"  # after the warm-up: "prompt" (prompt encoder + projection) | "all"
 select_rule = "one_se"  # warm-up vs LM stage on validation: "one_se" | "best"
 max_length = 64
@@ -77,8 +81,6 @@ sweep_point = False  # True when a sweep (chapters 4, 5) executes this run: skip
 position_budget = {"max_train_samples": 512, "pretrain_epochs": 0, "warm_epochs": 0, "rec_epochs": 2}
 
 # %% tags=["hide-cell"]
-import dataclasses
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -249,7 +251,7 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 #   count at their expected value, never in the model's favour); the test split is scored once.
 
 # %% tags=["hide-input"]
-pd.Series({**dataclasses.asdict(cfg), **result["samples"]}, name="value").to_frame()
+pd.Series({**cfg.flat(), **result["samples"]}, name="value").to_frame()
 
 # %% tags=["hide-input"]
 if "graphs" in result:
@@ -317,13 +319,13 @@ pd.DataFrame({"test": result["test"], "valid": result["valid"]}).round(4)
 # %% tags=["hide-input"]
 if cfg.model not in ("popularity", "graph_scorer") and not sweep_point:
     refs = {
-        "popularity": dataclasses.replace(cfg, model="popularity"),
-        "graphs alone": dataclasses.replace(cfg, model="graph_scorer"),
-        "graphs alone, no text graph": dataclasses.replace(cfg, model="graph_scorer", use_text=False),
+        "popularity": cfg.replace(model="popularity"),
+        "graphs alone": cfg.replace(model="graph_scorer"),
+        "graphs alone, no text graph": cfg.replace(model="graph_scorer", use_text=False),
     }
     if cfg.model == "unicrs":  # UniCRS has no semantic graph: its graph scorer is the KG alone
         refs = {"popularity": refs["popularity"],
-                "graphs alone (KG)": dataclasses.replace(cfg, model="graph_scorer", use_collab=False,
+                "graphs alone (KG)": cfg.replace(model="graph_scorer", use_collab=False,
                                                          use_text=False, use_image=False)}
     cols = {cfg.model: result["test"]}
     cols.update({name: run_recommendation(c, results_dir, data_root)["test"] for name, c in refs.items()})
@@ -379,7 +381,7 @@ glue_numbers({"reading": reading})
 
 # %% tags=["hide-input"]
 if cfg.model in ("mscrs", "unicrs") and not sweep_point:
-    pos_runs = {p: run_recommendation(dataclasses.replace(cfg, prompt_position=p, **position_budget),
+    pos_runs = {p: run_recommendation(cfg.replace(prompt_position=p, **position_budget),
                                       results_dir, data_root) for p in ("prefix", "suffix")}
     positions = pd.DataFrame({p: {**{m: r["test"][m] for m in ("recall@1", "recall@10", "recall@50")},
                                   "valid recall@10": r["valid"]["recall@10"],

@@ -43,7 +43,7 @@
 # samples: those whose gold item was **already mentioned** earlier in the dialog, and those with a **new**
 # item, with the share of samples whose top-1 item is popularity's top-1.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "default"  # the parameter profile each run executes under
 datasets = ["inspired", "redial"]
 seeds = {"inspired": [0, 1, 2], "redial": [0]}
@@ -62,7 +62,7 @@ import pandas as pd
 from mscrs_core.book import rec_tables
 from mscrs_core.experiments.sweep import data_provenance
 from mscrs_core.book.rec_tables import MODEL_NAMES as names
-from mscrs_core.book.show import glue_numbers
+from mscrs_core.book.show import glue_markdown, glue_numbers
 from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.sweep import METRICS, run_points, seed_mean_per_sample
 
@@ -104,28 +104,13 @@ rec_tables.best_baseline_tests(runs, datasets, per_sample, not_baselines=("graph
 # %% tags=["remove-cell"]
 found = rec_tables.findings(runs, ("inspired", "redial"), per_sample, references)
 glue_numbers(found)
+# the paragraphs below: the numbers in words, or a sentence where a dataset was not run (never "nan")
+glue_markdown({f"{ds}_summary": rec_tables.summary(found, ds) for ds in ("inspired", "redial")})
 
 # %% [markdown]
-# On {glue:text}`inspired_name`, MSCRS reaches Recall@10 {glue:text}`inspired_mscrs_r10:.3f` and Recall@50
-# {glue:text}`inspired_mscrs_r50:.3f` ({glue:text}`inspired_seeds_text`; the paper:
-# {glue:text}`inspired_paper_r10:.3f` and {glue:text}`inspired_paper_r50:.3f`). At Recall@10 it is
-# {glue:text}`inspired_vs_best` the best of the paper's baselines here, {glue:text}`inspired_best`
-# ({glue:text}`inspired_best_r10:.3f`, Recall@50 {glue:text}`inspired_best_r50:.3f`), and
-# {glue:text}`inspired_vs_ref` the strongest reference beyond the paper, {glue:text}`inspired_ref`
-# ({glue:text}`inspired_ref_r10:.3f` and {glue:text}`inspired_ref_r50:.3f`). Against UniCRS, paired over
-# {glue:text}`inspired_samples:d` test samples, its Recall@10 differs by {glue:text}`inspired_unicrs_diff:+.3f`
-# (one-sided t-test, "MSCRS better": p = {glue:text}`inspired_unicrs_p:.3f`). On new items (the gold not
-# mentioned before) its Recall@10 is {glue:text}`inspired_new_r10:.3f`, {glue:text}`inspired_vs_pop_new`
-# popularity's {glue:text}`inspired_pop_new_r10:.3f`.
+# {glue:md}`inspired_summary`
 #
-# On {glue:text}`redial_name`: Recall@10 {glue:text}`redial_mscrs_r10:.3f` and Recall@50
-# {glue:text}`redial_mscrs_r50:.3f` ({glue:text}`redial_seeds_text`; the paper: {glue:text}`redial_paper_r10:.3f` and
-# {glue:text}`redial_paper_r50:.3f`), {glue:text}`redial_vs_best` {glue:text}`redial_best`
-# ({glue:text}`redial_best_r10:.3f` and {glue:text}`redial_best_r50:.3f`) and {glue:text}`redial_vs_ref`
-# {glue:text}`redial_ref` ({glue:text}`redial_ref_r10:.3f` and {glue:text}`redial_ref_r50:.3f`) at Recall@10;
-# against UniCRS {glue:text}`redial_unicrs_diff:+.3f` (p = {glue:text}`redial_unicrs_p:.3f`,
-# {glue:text}`redial_samples:d` samples); on new items {glue:text}`redial_new_r10:.3f` against popularity's
-# {glue:text}`redial_pop_new_r10:.3f`.
+# {glue:md}`redial_summary`
 
 # %% [markdown]
 # ## Already mentioned or new

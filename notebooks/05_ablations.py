@@ -20,7 +20,7 @@
 # plotted. Points that finished in an earlier (interrupted) build are loaded, not redone, and a point that
 # two figures share (MSCRS at k=10 with the paper's graphs) runs once.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "default"
 dataset = "inspired"
 seeds = [0]

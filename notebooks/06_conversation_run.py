@@ -24,14 +24,27 @@
 # of Table 3 and every point of Figure 4 (c, d) is this notebook executed by papermill with other
 # parameters, its result written to `<results_dir>/<run name>/result.json` (a finished run is loaded).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 dataset = "inspired"
 model = "mscrs"  # "mscrs" | "backbone" (the plain frozen language model, no prompt, no training)
 seed = 0
 use_graphs = True  # False: knowledge-graph prompt only (no collaborative or text graph): UniCRS-like
 use_enhanced_entities = True  # Eq. (25); False is "w/o -s"
 use_context_mapping = True  # Eq. (26)-(27); False is "w/o -c"
-graph_variant = "paper"  # "authors_code": the graph embeddings are computed and then discarded
+graph_prompt = "paper"  # "authors_code": the graph embeddings are computed and then discarded
+max_entities = 32  # q
+n_entity_prompt = 4  # p, length of T_tilde_s
+n_task_prompt = 10  # length of O_cov
+max_neighbours = 32  # Eq. (25): neighbours per context entity and graph
+mapping_k = 10  # Eq. (26): training contexts retrieved per context
+mapping_mlp_hidden = 256
+loss_on = "response"  # "response" (Eq. 29) | "all" (the authors' collator)
+loss_reduction = "context"  # "context" (Eq. 29) | "token"
+fuse_weight = 0.0  # Eq. (29) has no L_fuse; > 0 adds delta * L_fuse (Eq. 18)
+tau = 0.07
+max_context_length = 200  # context tokens (cut to what the backbone's positions leave room for)
+max_response_length = 48  # response tokens supervised
+placeholder = "<movie>"
 k = 10
 entity_dim = 64
 backbone = "smollm2-135m"  # SmolLM2-135M-Instruct (offline); "tiny-dialogpt": the miniature DialoGPT (smoke)
@@ -49,14 +62,13 @@ max_new_tokens = 50  # the authors' max_gen_len
 min_new_tokens = None  # None: the median length of the training responses (tokens)
 num_beams = 1
 no_repeat_ngram_size = 3
+length_penalty = 1.0  # beam search only
 results_dir = None  # None: build/runs
 data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 sweep_point = False  # True when chapter 7's sweep executes this run (nothing here depends on it yet)
 
 # %% tags=["hide-cell"]
-import dataclasses
-
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -138,7 +150,7 @@ equation_with_code(29, MSCRSGenerator.forward, fold=40)
 # below its word overlap. `min_new_tokens=0` is the authors' decoding.
 
 # %% tags=["hide-input"]
-pd.Series({**dataclasses.asdict(cfg), **result["samples"]}, name="value").to_frame()
+pd.Series({**cfg.flat(), **result["samples"]}, name="value").to_frame()
 
 # %% tags=["hide-input"]
 if "graphs" in result:

@@ -36,7 +36,7 @@
 # image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human
 # evaluation (Table 4) is possible here: the examples at the end put the responses side by side instead.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "default"  # the parameter profile each run executes under
 datasets = ["inspired", "redial"]
 ablation_datasets = ["inspired"]  # Figure 4 (c, d): the paper shows both; the CPU budget allows one here
@@ -46,7 +46,7 @@ results_dir = None
 data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 
-# %% tags=["hide-output"]
+# %% tags=["hide-cell"]
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns

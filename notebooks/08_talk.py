@@ -35,7 +35,7 @@
 # short generic sentences), the soft prompt placed after the dialog context (`prompt_position="suffix"`,
 # chapter 6) instead of before it (Eq. 28). The recommendations and neighbours show what the graphs add.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "default"  # the profile the two runs were executed under (chapters 3 and 6)
 dataset = "inspired"
 seed = 0
@@ -70,8 +70,8 @@ rec_run = run_points([{"dataset": dataset, "model": "mscrs", "seed": seed}], pro
                      results_dir=results_dir, data_root=data_root, chapter=RUN_CHAPTER).iloc[0]
 conversation_run = run_points([{"dataset": dataset, "seed": seed}], profile=profile, results_dir=results_dir,
                               data_root=data_root, chapter=CONVERSATION_RUN_CHAPTER).iloc[0]
-rec_cfg = RecRunConfig.from_params(load_result(root / rec_run["name"])["config"])
-conversation_cfg = ConversationRunConfig.from_params(load_result(root / conversation_run["name"])["config"])
+rec_cfg = RecRunConfig.from_record(load_result(root / rec_run["name"])["config"])
+conversation_cfg = ConversationRunConfig.from_record(load_result(root / conversation_run["name"])["config"])
 checkpoint = export_chat(rec_cfg, conversation_cfg, root.parent / "chat" / dataset, results_dir=results_dir,
                          data_root=data_root)
 print("chat checkpoint:", checkpoint)
@@ -114,7 +114,7 @@ pd.DataFrame([{
 # the same checkpoint answers on the command line; the cell below runs that command on the script and prints
 # its transcript, so the book checks that it works.
 
-# %%
+# %% tags=["hide-input"]
 def talk(utterance: str) -> None:
     """One user turn: print the response, the recommendations and the graph neighbours."""
     print(format_turn(session.respond(utterance)))

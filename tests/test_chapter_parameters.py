@@ -85,10 +85,10 @@ def same(a: object, b: object) -> bool:
 
 
 def fields(cls: type) -> dict[str, "Default"]:
-    """Field name -> its default (a ``default_factory`` called), read from the dataclass each time."""
-    return {f.name: Default(f.default_factory() if f.default is dataclasses.MISSING
-                            and f.default_factory is not dataclasses.MISSING else f.default)
-            for f in dataclasses.fields(cls)}
+    """Flat parameter name -> its default, read from the run configuration and its sections each time (a
+    section's defaults are the model's or the trainer's own: ``RecommenderConfig`` writes them once)."""
+    defaults = cls().flat()
+    return {name: Default(defaults[name]) for name in cls.field_names()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -146,10 +146,12 @@ def _save_v1(d, gen, rec, ds, graphs):
     (d / "entities.json").write_text(json.dumps({
         "entity2id": ds.entity2id, "item_ids": list(ds.item_ids),
         "entity_names": {str(k): v for k, v in ds.entity_names.items()}}))
+    gen_config = gen.config.to_dict()  # mscrs-chat/1 predates the rename of graph_variant to graph_prompt
+    gen_config["graph_variant"] = gen_config.pop("graph_prompt")
     (d / "config.json").write_text(json.dumps({
         "format": "mscrs-chat/1", "dataset": ds.name,
         "backbone": {"source": None, "gguf_file": None, "saved": True, "dtype": "float32", "attn_implementation": None},
-        "generator": gen.config.to_dict(), "generator_graph_config": asdict(gen.graph_encoder.config),
+        "generator": gen_config, "generator_graph_config": asdict(gen.graph_encoder.config),
         "recommender": {"config": rec.config.to_dict(), "lm_path": rec.lm_path,
                         "graph_config": asdict(rec.graph_encoder.config)}}))
 
@@ -163,6 +165,15 @@ def test_previous_format_still_loads(checkpoint, tmp_path):
     for k, v in checkpoint["rec"].trainable_state_dict().items():
         assert torch.equal(bundle.recommender.trainable_state_dict()[k], v), k
     assert _responses(d, DIALOG_A) == _responses(checkpoint["dir"], DIALOG_A)
+
+
+def test_python_dash_m_runs_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mscrs_core.chat", "--checkpoint", str(tmp_path / "nope")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "mscrs chat: error:" in out.stderr and "nope" in out.stderr
 
 
 def test_stdin_session(checkpoint, capsys):

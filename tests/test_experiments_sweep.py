@@ -53,7 +53,7 @@ def test_run_config_rejects_unknown_or_bad_values():
     with pytest.raises(ValueError, match="model must be one of"):
         RecRunConfig(model="bert")
     with pytest.raises(ValueError, match="lambda_ must lie in"):
-        RecRunConfig(lambda_=1.5)
+        RecRunConfig.of(lambda_=1.5)
 
 
 def test_seed_mean_per_sample(tmp_path, fake_papermill):
@@ -86,7 +86,7 @@ def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
 def test_plan_prepares_each_cache_once_and_runs_wait_only_for_their_own():
     from mscrs_core.experiments import sweep_plan
 
-    tiny = functools.partial(RecRunConfig, backbone="tiny-dialogpt")  # a backbone trained per dataset
+    tiny = functools.partial(RecRunConfig.of, backbone="tiny-dialogpt")  # a backbone trained per dataset
     cfgs = {"red": tiny(dataset="redial"), "red-uni": tiny(dataset="redial", model="unicrs"),
             **{f"ins{s}": tiny(seed=s) for s in range(3)}, "ins-tc": tiny(model="text_classifier"),
             "pop": tiny(model="popularity")}
@@ -119,7 +119,7 @@ def test_schedule_starts_the_costliest_runs_first():
             "ins": RecRunConfig(), "red": RecRunConfig(dataset="redial"), "uni": RecRunConfig(model="unicrs")}
     assert sweep.schedule(cfgs) == ["red", "ins", "uni", "tc", "pop"]
     assert RecRunConfig(model="popularity").shared_caches() == ()
-    assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig(dataset="redial", backbone="tiny-dialogpt").shared_caches()
+    assert ("tiny-dialogpt", "redial", 2.0) in RecRunConfig.of(dataset="redial", backbone="tiny-dialogpt").shared_caches()
     assert ("backbone", "smollm2-135m") in RecRunConfig(dataset="redial").shared_caches()
     assert sweep.schedule({"b": ConversationRunConfig(model="backbone"), "m": ConversationRunConfig()}) == ["m", "b"]
     assert ConversationRunConfig(model="backbone").shared_caches() == (("backbone", "smollm2-135m"),)

@@ -161,7 +161,7 @@ def test_collator_supervises_response_only(setup):
     assert int((ids[sup] == g.placeholder_id).sum()) == s.response.count(MOVIE_PLACEHOLDER) == 1
     assert not (batch["context_mask"][0].bool() & sup).any()  # T_s never sees the response
     assert tok.decode(ids[batch["context_mask"][0].bool()]).endswith("System:")
-    g_all = setup["build"](loss_on="all", graph_variant="authors_code")
+    g_all = setup["build"](loss_on="all", graph_prompt="authors_code")
     b_all = g_all.make_collator()([s])
     assert torch.equal(b_all["labels"][0][b_all["attention_mask"][0].bool()],
                        b_all["input_ids"][0][b_all["attention_mask"][0].bool()])
@@ -193,8 +193,8 @@ def test_ablation_switches_and_authors_variant(setup):
     no_c = setup["build"](use_context_mapping=False)
     assert no_c.mapping is None and "ctx_emb" not in no_c.make_collator()([s])
     assert setup["build"](use_context_mapping=False, use_enhanced_entities=False).config.ablation == "w/o -all"
-    with pytest.raises(ValueError, match="graph_variant"):
-        ConversationConfig(graph_variant="nope")
+    with pytest.raises(ValueError, match="graph_prompt"):
+        ConversationConfig(graph_prompt="nope")
 
     def loss_after_graph_change(g):
         b = g.make_collator()([s])
@@ -204,14 +204,14 @@ def test_ablation_switches_and_authors_variant(setup):
                 p.add_(1.0)
             return before, float(g(b).loss)
 
-    before, after = loss_after_graph_change(setup["build"](graph_variant="authors_code"))
+    before, after = loss_after_graph_change(setup["build"](graph_prompt="authors_code"))
     assert before == after  # the authors' code discards the graph embeddings
     before, after = loss_after_graph_change(setup["build"]())
     assert before != after
 
 
 def test_loss_decreases_and_backbone_frozen(setup, tmp_path):
-    from mscrs_core.training.conversation_loop import ConversationTrainConfig, evaluate_loss, train_generator
+    from mscrs_core.training.conversation import ConversationTrainConfig, evaluate_loss, train_generator
 
     g = setup["build"]()
     frozen = {k: v.clone() for k, v in g.backbone.state_dict().items()}

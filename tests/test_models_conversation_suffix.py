@@ -250,12 +250,12 @@ def test_run_config_fields_enter_the_name():
     cfg = ConversationRunConfig()
     assert (cfg.backbone, cfg.prompt_position, cfg.backbone_dtype, cfg.attn_implementation) == (
         "smollm2-135m", "suffix", "bfloat16", "eager")
-    assert ConversationRunConfig(prompt_position="prefix").name() != cfg.name()
-    assert ConversationRunConfig(backbone="tiny-dialogpt").name() != cfg.name()
+    assert ConversationRunConfig.of(prompt_position="prefix").name() != cfg.name()
+    assert ConversationRunConfig.of(backbone="tiny-dialogpt").name() != cfg.name()
     with pytest.raises(ValueError, match="prompt_position"):
-        ConversationRunConfig(prompt_position="middle")
+        ConversationRunConfig.of(prompt_position="middle")
     with pytest.raises(ValueError, match="backbone_dtype"):
-        ConversationRunConfig(backbone_dtype="bf17")
+        ConversationRunConfig.of(backbone_dtype="bf17")
 
 
 def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):

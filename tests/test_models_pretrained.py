@@ -308,3 +308,22 @@ def test_cli_reports_a_broken_chat_checkpoint_in_one_line(saved, tmp_path, capsy
     assert main(["chat", "--checkpoint", str(d), "--script", "/dev/null"]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # (after the backbone's loading progress bar)
     assert last.startswith("mscrs chat: error: ") and "recommender/model.safetensors: corrupt" in last
+
+
+def test_a_conversation_config_saved_under_the_former_name_graph_variant_loads(saved, tmp_path):
+    """``ConversationConfig.graph_prompt`` was called ``graph_variant``: folders saved before the rename load."""
+    assert ConversationConfig.from_dict({"graph_variant": "authors_code"}).graph_prompt == "authors_code"
+    assert "graph_variant" not in ConversationConfig().to_dict()
+    with pytest.raises(ValueError, match="'graph_prompt' given twice"):
+        ConversationConfig.from_dict({"graph_variant": "paper", "graph_prompt": "paper"})
+    d = tmp_path / "gen"
+    shutil.copytree(saved["gen_dir"], d)
+    record = json.loads((d / "config.json").read_text())
+    record["config"]["graph_variant"] = record["config"].pop("graph_prompt")
+    (d / "config.json").write_text(json.dumps(record))
+    gen = MSCRSGenerator.from_pretrained(d)
+    assert gen.config == saved["gen"].config
+    record["config"]["graph_prompt"] = record["config"]["graph_variant"]
+    (d / "config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"config\.json: ConversationConfig: field 'graph_prompt' given twice"):
+        MSCRSGenerator.from_pretrained(d)

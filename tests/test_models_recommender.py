@@ -61,7 +61,7 @@ def samples() -> list[Sample]:
 
 
 def test_entity_prompt_matches_hand_computation_and_ignores_padding():
-    enc = PromptEncoder(2, 2, max_entities=3, n_entity_prompt=2, n_task_prompt=1)
+    enc = PromptEncoder(2, 2, max_entities=3, n_entity_prompt=2, n_task_prompt=1, tau=0.07)
     with torch.no_grad():
         enc.w1.copy_(torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 1.0]]))
         enc.w2.weight.copy_(torch.eye(2))
@@ -106,9 +106,9 @@ def test_fuse_loss_infonce_variant_hand_computed():
 
 def test_bad_prompt_encoder_arguments_raise():
     with pytest.raises(ValueError, match="fuse_variant"):
-        PromptEncoder(2, 2, fuse_variant="clip")
+        PromptEncoder(2, 2, max_entities=1, n_entity_prompt=1, n_task_prompt=1, tau=0.07, fuse_variant="clip")
     with pytest.raises(ValueError, match="tau"):
-        PromptEncoder(2, 2, tau=0.0)
+        PromptEncoder(2, 2, max_entities=1, n_entity_prompt=1, n_task_prompt=1, tau=0.0)
 
 
 # ------------------------------------------------------------------ Eq. (19) input layout

@@ -4,7 +4,6 @@ otherwise the run is recomputed with a logged line saying why."""
 import json
 import logging
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -115,7 +114,7 @@ def test_a_truncated_result_names_its_path_and_is_recomputed(tmp_path, caplog):
 def test_another_version_or_backbone_is_recomputed(tmp_path, monkeypatch):
     cfg = smoke_config(model="mscrs")
     monkeypatch.setattr(fp, "backbone_part", lambda *a, **k: "aaaaaaaaaaaa")  # no backbone is loaded here
-    record = {"config": asdict(cfg), "name": cfg.name(), "test": {"recall@10": 0.25}}
+    record = {"config": cfg.flat(), "name": cfg.name(), "test": {"recall@10": 0.25}}
     p = tmp_path / cfg.name() / "result.json"
     p.parent.mkdir()
     p.write_text(json.dumps(fp.seal(record, fp.run_fingerprint(cfg))))
@@ -139,7 +138,7 @@ def test_backbone_fingerprint_is_recorded_for_prompt_models():
 
 def test_content_digest_survives_the_round_trip():
     cfg = smoke_config()
-    record = {"config": asdict(cfg), "name": cfg.name(), "test": {"recall@10": float("nan"), "n": (1, 2)},
+    record = {"config": cfg.flat(), "name": cfg.name(), "test": {"recall@10": float("nan"), "n": (1, 2)},
               "reused": False}
     sealed = fp.seal(record, {"config": cfg.digest(), "data": "d", "data_root": "/x", "version": "v",
                               "backbone": None})

@@ -11,7 +11,8 @@ from mscrs_core.models.collate import RecCollator
 from mscrs_core.models.recommender import MSCRSRecommender
 from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 from mscrs_core.training.checkpoint import load_checkpoint
-from mscrs_core.training.loop import TrainConfig, epoch_order, evaluate, train
+from mscrs_core.training.recommendation import TrainConfig, evaluate, train
+from mscrs_core.training.trainer import epoch_order
 
 from mscrs_core.data.samples import Sample
 from mscrs_core.models.entity_table import EntityTable as TableStandIn
@@ -151,7 +152,7 @@ def test_bad_config_raises(tmp_path):
 def test_graph_encoder_gets_its_own_learning_rate():
     from torch import nn
 
-    from mscrs_core.training.loop import _optimizer
+    from mscrs_core.training.recommendation import recommender_param_groups
 
     class M(nn.Module):
         def __init__(self):
@@ -160,9 +161,9 @@ def test_graph_encoder_gets_its_own_learning_rate():
             self.prompt = nn.Linear(3, 3)
 
     m = M()
-    opt = _optimizer(m, 1e-3, 0.01, graph_lr=1e-5)
-    by_param = {id(p): g for g in opt.param_groups for p in g["params"]}
+    groups = recommender_param_groups(m, 1e-3, 0.01, graph_lr=1e-5)
+    by_param = {id(p): g for g in groups for p in g["params"]}
     assert by_param[id(m.graph_encoder.weight)]["lr"] == 1e-5
     assert by_param[id(m.graph_encoder.bias)]["weight_decay"] == 0.0
     assert by_param[id(m.prompt.weight)]["lr"] == 1e-3 and by_param[id(m.prompt.weight)]["weight_decay"] == 0.01
-    assert {g["lr"] for g in _optimizer(m, 1e-3, 0.0).param_groups} == {1e-3}
+    assert {g["lr"] for g in recommender_param_groups(m, 1e-3, 0.0)} == {1e-3}

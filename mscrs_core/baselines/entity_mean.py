@@ -9,7 +9,8 @@ KBRD (Chen et al., 2019) scores items from the mean of the context entities' gra
   context entities gets a learned "no entity" vector;
 * ``score(s, i) = scale * cos(u_s, E[item_i]) + b_i``, with ``scale`` a learned logit scale (stored as
   its log, initialised to ``init_scale``) and ``b`` initialised to the log popularity of the training split;
-* trained by cross-entropy over the items with AdamW; the epoch with the best validation Recall@10 is kept.
+* trained by cross-entropy over the items with AdamW (the project's :class:`~mscrs_core.training.trainer.Trainer`,
+  constant rate); the epoch with the best validation Recall@10 is kept.
 
 **Why two learning rates:** the entity table starts tiny (Xavier scale, about 0.02 for 17k entities) and
 Adam moves every touched row by about ``lr`` per step, so a rate suited to the head would overwrite the
@@ -57,11 +58,12 @@ class EntityMeanScorer(nn.Module):
         flat = [int(e) for ids in entity_lists for e in ids]
         if flat and (min(flat) < 0 or max(flat) >= k):
             raise ValueError(f"context entity ids outside [0, {k})")
-        seg = torch.tensor([b for b, ids in enumerate(entity_lists) for _ in ids], dtype=torch.long)
-        sums = torch.zeros(len(entity_lists), table.shape[1], dtype=table.dtype)
+        dev = table.device
+        seg = torch.tensor([b for b, ids in enumerate(entity_lists) for _ in ids], dtype=torch.long, device=dev)
+        sums = torch.zeros(len(entity_lists), table.shape[1], dtype=table.dtype, device=dev)
         if flat:
-            sums = sums.index_add(0, seg, table[torch.tensor(flat, dtype=torch.long)])
-        counts = torch.tensor([len(ids) for ids in entity_lists], dtype=table.dtype)
+            sums = sums.index_add(0, seg, table[torch.tensor(flat, dtype=torch.long, device=dev)])
+        counts = torch.tensor([len(ids) for ids in entity_lists], dtype=table.dtype, device=dev)
         user = sums / counts.clamp_min(1)[:, None]
         empty = (counts == 0)[:, None]
         user = torch.where(empty, self.no_entity.to(table.dtype).expand_as(user), user)
@@ -84,11 +86,74 @@ def _score(model: EntityMeanScorer, ents: list[list[int]], batch: int = 512) -> 
         else torch.zeros(0, len(model.item_ids))
 
 
+class EntityMeanTask:
+    """Cross-entropy over the items for :class:`~mscrs_core.training.trainer.Trainer`; the epoch with the best
+    validation Recall@10 is kept (the untrained scorer, "epoch -1", included). The samples it trains on are
+    indices into the precomputed entity lists; the order is drawn from one generator seeded once."""
+
+    metric, maximize = "recall@10", True
+
+    def __init__(self, model: EntityMeanScorer, entities: list[list[int]], targets: torch.Tensor,
+                 valid_entities: list[list[int]], valid_targets: torch.Tensor, cfg: EntityMeanConfig):
+        from ..training.trainer import TaskDefaults
+
+        self.model, self.entities, self.targets, self.cfg = model, entities, targets, cfg
+        self.valid_entities, self.valid_targets = valid_entities, valid_targets
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self._defaults = TaskDefaults()
+
+    def order(self, n: int, epoch: int) -> list[int]:
+        return torch.randperm(n, generator=self.gen).tolist()
+
+    def collate(self, idx: list[int]):
+        return [self.entities[j] for j in idx], self.targets[idx]
+
+    def training_loss(self, model, batch):
+        ents, y = batch
+        loss = F.cross_entropy(model(ents), y)
+        return loss, {"loss": float(loss.detach())}
+
+    def validate(self, model, samples, device):
+        from ..evaluation import RankingEvaluator
+
+        scores = _score(getattr(model, "module", model), self.valid_entities).cpu()
+        ev = RankingEvaluator()
+        ev.update(scores, self.valid_targets)
+        return ev.compute(), scores
+
+    def param_groups(self, model) -> list[dict]:
+        enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
+        enc_ids = {id(p) for p in enc_params}
+        head = [p for p in model.parameters() if id(p) not in enc_ids]
+        wd = self.cfg.weight_decay
+        return [{"params": enc_params, "lr": self.cfg.graph_lr, "weight_decay": wd},
+                {"params": head, "lr": self.cfg.lr, "weight_decay": wd}]
+
+    def history_row(self, epoch: int, steps: list, valid: dict) -> dict:
+        from ..training.trainer import mean_logs
+
+        valid = {f"valid_{k}": v for k, v in valid.items()}
+        if epoch < 0:
+            return {"epoch": -1, "train_loss": float("nan"), **valid}
+        return {"epoch": epoch, "train_loss": mean_logs(steps, weighted=True)["loss"],
+                "scale": float(self.model.log_scale.detach().exp()), **valid}
+
+    def state(self, model):
+        return self._defaults.state(model)
+
+    def load_state(self, model, state) -> None:
+        self._defaults.load_state(model, state)
+
+    def identity(self) -> dict:
+        return {}
+
+
 def train_entity_mean(encoder: nn.Module, train, valid, test, item_ids: Sequence[int], cfg: EntityMeanConfig
                       ) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-    """Train the entity-mean scorer on ``train``, keep the epoch with the best validation Recall@10;
-    returns (valid scores, test scores, history). ``encoder`` is trained in place (``graph_lr``)."""
-    from ..evaluation import RankingEvaluator
+    """Train the entity-mean scorer on ``train`` (:class:`~mscrs_core.training.trainer.Trainer`, constant rate,
+    no clipping), keep the epoch with the best validation Recall@10; returns (valid scores, test scores,
+    history). ``encoder`` is trained in place (``graph_lr``)."""
+    from ..training.trainer import Trainer, TrainerConfig
     from .text_classifier import log_popularity
 
     if cfg.epochs < 1:
@@ -97,43 +162,16 @@ def train_entity_mean(encoder: nn.Module, train, valid, test, item_ids: Sequence
     with torch.no_grad():
         dim = encoder().shape[1]
     model = EntityMeanScorer(encoder, item_ids, dim, log_popularity(train, item_ids), cfg.init_scale)
-    enc_params = [p for p in encoder.parameters() if p.requires_grad]
-    enc_ids = {id(p) for p in enc_params}
-    head = [p for p in model.parameters() if id(p) not in enc_ids]
-    groups = [{"params": enc_params, "lr": cfg.graph_lr}, {"params": head, "lr": cfg.lr}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=cfg.weight_decay)  # frozen encoder: head only
     pos = {int(e): i for i, e in enumerate(item_ids)}
     ytr = torch.tensor([pos[int(s.target)] for s in train])
     yva = torch.tensor([pos[int(s.target)] for s in valid])
     etr, eva, ete = (_entities(x, cfg.max_entities) for x in (train, valid, test))
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    def evaluate() -> tuple[dict, torch.Tensor]:
-        scores = _score(model, eva)
-        ev = RankingEvaluator()
-        ev.update(scores, yva)
-        return ev.compute(), scores
-
-    m0, _ = evaluate()
-    history = [{"epoch": -1, "train_loss": float("nan"), **{f"valid_{k}": v for k, v in m0.items()}}]
-    best, best_state = m0["recall@10"], {k: v.clone() for k, v in model.state_dict().items()}
-    for epoch in range(cfg.epochs):
-        model.train()
-        order = torch.randperm(len(etr), generator=gen).tolist()
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            loss = F.cross_entropy(model([etr[j] for j in b]), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        m, _ = evaluate()
-        history.append({"epoch": epoch, "train_loss": total / len(etr), "scale": float(model.log_scale.detach().exp()),
-                        **{f"valid_{k}": v for k, v in m.items()}})
-        if m["recall@10"] > best:
-            best, best_state = m["recall@10"], {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
+    task = EntityMeanTask(model, etr, ytr, eva, yva, cfg)
+    res = Trainer(model, task, TrainerConfig(output_dir=None, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                             schedule="constant", max_grad_norm=None, seed=None,
+                                             validate_before=True, progress=False,
+                                             description="entity mean epoch")).fit(range(len(etr)), valid)
+    history = res.history
     chosen = max(history, key=lambda h: h["valid_recall@10"])
     chosen["selected"] = True
-    return _score(model, eva), _score(model, ete), history
+    return _score(model, eva).cpu(), _score(model, ete).cpu(), history

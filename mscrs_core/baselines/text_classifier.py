@@ -3,8 +3,8 @@
 The context (the **newest** ``max_length - 2`` tokens of the preceding turns, cut from the left at the
 token level by :func:`newest_tokens_text`) is encoded by a frozen sentence encoder (mean pooling, Eq. 3's
 encoder; offline all-MiniLM-L6-v2) and a linear layer scores every item; trained with cross-entropy and
-AdamW (weight decay ``weight_decay``). The layer's bias starts at the log popularity of the items in the
-training split (``log((count + 1) / sum(count + 1))``), its weight at a small scale, so training starts
+AdamW (weight decay ``weight_decay``; the project's :class:`~mscrs_core.training.trainer.Trainer`, constant
+rate). The layer's bias starts at the log popularity of the items in the training split (``log((count + 1) / sum(count + 1))``), its weight at a small scale, so training starts
 from the Popularity row and learns what the text adds. The learning rate (``lr_grid``) and the epoch
 (up to ``epochs``) are chosen by Recall@10 on the validation split only; the test split is scored once.
 
@@ -124,39 +124,72 @@ def log_popularity(train, item_ids: Sequence[int]) -> torch.Tensor:
     return torch.log(c / c.sum())
 
 
+class LinearHeadTask:
+    """Cross-entropy of a linear head on fixed features for :class:`~mscrs_core.training.trainer.Trainer`:
+    one AdamW group (weight decay on the bias too), the order drawn from one generator seeded once, the epoch
+    with the best validation Recall@10 kept. The samples it trains on are row indices of ``x``."""
+
+    metric, maximize = "recall@10", True
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, x_valid: torch.Tensor, y_valid: torch.Tensor, lr: float,
+                 cfg: TextClassifierConfig):
+        from ..training.trainer import TaskDefaults
+
+        self.x, self.y, self.x_valid, self.y_valid, self.lr, self.cfg = x, y, x_valid, y_valid, lr, cfg
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self._defaults = TaskDefaults()
+
+    def order(self, n: int, epoch: int) -> list[int]:
+        return torch.randperm(n, generator=self.gen).tolist()
+
+    def collate(self, idx: list[int]):
+        return self.x[idx], self.y[idx]
+
+    def training_loss(self, model, batch):
+        x, y = batch
+        loss = nn.functional.cross_entropy(model(x), y)
+        return loss, {"loss": float(loss.detach())}
+
+    @torch.no_grad()
+    def validate(self, model, samples, device):
+        from ..evaluation import RankingEvaluator
+
+        model.eval()
+        ev = RankingEvaluator()
+        ev.update(model(self.x_valid.to(device)).cpu(), self.y_valid)
+        return ev.compute(), None
+
+    def param_groups(self, model) -> list[dict]:
+        return [{"params": list(model.parameters()), "lr": self.lr, "weight_decay": self.cfg.weight_decay}]
+
+    def history_row(self, epoch: int, steps: list, valid: dict) -> dict:
+        from ..training.trainer import mean_logs
+
+        return {"lr": self.lr, "epoch": epoch, "train_loss": mean_logs(steps, weighted=True)["loss"],
+                **{f"valid_{k}": v for k, v in valid.items()}}
+
+    def state(self, model):
+        return self._defaults.state(model)
+
+    def load_state(self, model, state) -> None:
+        self._defaults.load_state(model, state)
+
+    def identity(self) -> dict:
+        return {}
+
+
 def _fit(xtr, ytr, xva, yva, prior, n_items: int, lr: float, cfg: TextClassifierConfig):
-    from ..evaluation import RankingEvaluator
+    from ..training.trainer import Trainer, TrainerConfig
 
     torch.manual_seed(cfg.seed)
     head = nn.Linear(xtr.shape[1], n_items)
     with torch.no_grad():
         head.weight.normal_(0.0, cfg.init_std)
         head.bias.copy_(prior)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    best, best_state, history = -1.0, None, []
-    for epoch in range(cfg.epochs):
-        head.train()
-        order = torch.randperm(len(xtr), generator=gen)
-        total = 0.0
-        for i in range(0, len(order), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
-            loss = nn.functional.cross_entropy(head(xtr[b]), ytr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        head.eval()
-        with torch.no_grad():
-            ev = RankingEvaluator()
-            ev.update(head(xva), yva)
-            m = ev.compute()
-        history.append({"lr": lr, "epoch": epoch, "train_loss": total / len(xtr),
-                        **{f"valid_{k}": v for k, v in m.items()}})
-        if m["recall@10"] > best:
-            best, best_state = m["recall@10"], {k: v.clone() for k, v in head.state_dict().items()}
-    head.load_state_dict(best_state)
-    return best, head, history
+    res = Trainer(head, LinearHeadTask(xtr, ytr, xva, yva, lr, cfg), TrainerConfig(
+        output_dir=None, epochs=cfg.epochs, batch_size=cfg.batch_size, schedule="constant", max_grad_norm=None,
+        seed=None, progress=False, description=f"text classifier lr={lr:g} epoch")).fit(range(len(xtr)), range(len(xva)))
+    return res.best_metric, head.cpu(), res.history
 
 
 def train_text_classifier(train, valid, test, item_ids: Sequence[int], cfg: TextClassifierConfig,

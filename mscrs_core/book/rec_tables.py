@@ -9,10 +9,12 @@ compute inline (same aggregation, same formatting, same row order).
 * :func:`best_baseline_tests` -- MSCRS against the paper's strongest baseline, paired over test samples.
 * :func:`slice_table` -- the already-mentioned / new slices of every row.
 * :func:`findings` -- the numbers the chapter's prose states, per dataset (glued with
-  :func:`~mscrs_core.book.show.glue_numbers`).
+  :func:`~mscrs_core.book.show.glue_numbers`), and :func:`summary`, the paragraph that states them (glued with
+  :func:`~mscrs_core.book.show.glue_markdown`).
 """
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -22,7 +24,7 @@ from ..experiments.sweep import METRICS
 from .show import direction
 
 __all__ = ["MODEL_NAMES", "PAPER_ROWS", "DATASET_NAMES", "table2", "paired_rows", "best_baseline_tests",
-           "slice_table", "findings"]
+           "slice_table", "findings", "summary"]
 
 #: model key -> the row name chapter 4 prints
 MODEL_NAMES = {"popularity": "Popularity", "text_classifier": "BERT (frozen MiniLM)",
@@ -114,8 +116,10 @@ def findings(runs: pd.DataFrame, datasets: Sequence[str], per_sample: PerSample,
              not_baselines: Iterable[str] = ("graph_scorer",), paper: pd.DataFrame | None = None,
              names: Mapping[str, str] = MODEL_NAMES) -> dict[str, object]:
     """The numbers chapter 4 states in its prose, keyed ``<dataset>_<name>`` for every dataset in ``datasets``
-    (``nan`` and ``"(not run)"`` where a dataset has no MSCRS run, so the prose always renders):
+    (``nan`` and ``"(not run)"`` where a dataset has no MSCRS run, so every key exists; the prose states them
+    through :func:`summary`, which never prints a ``nan``):
 
+    * ``name``, ``runs``: the dataset's name in prose and its number of runs in ``runs`` (0: not run in this build);
     * ``mscrs_r10``, ``mscrs_r50``, ``seeds``, ``seeds_text``: MSCRS's mean test Recall@10/50 and its number of
       seeds (in words: ``"mean over 3 seeds"``, ``"one seed"``);
     * ``best``, ``best_r10``, ``best_r50``, ``vs_best``: the paper's baseline with the best mean Recall@10 (every
@@ -138,7 +142,8 @@ def findings(runs: pd.DataFrame, datasets: Sequence[str], per_sample: PerSample,
     for ds in datasets:
         sub = runs[runs.dataset == ds]
         means = sub.groupby("model")[["recall@10", "recall@50", "new/recall@10"]].mean()
-        f: dict[str, object] = {"name": DATASET_NAMES.get(ds, ds), "mscrs_r10": nan, "mscrs_r50": nan, "seeds": 0,
+        f: dict[str, object] = {"name": DATASET_NAMES.get(ds, ds), "runs": int(len(sub)), "mscrs_r10": nan,
+                                "mscrs_r50": nan, "seeds": 0,
                                 "seeds_text": "not run",
                                 "best": "(not run)", "best_r10": nan, "best_r50": nan, "vs_best": "",
                                 "ref": "(not run)", "ref_r10": nan, "ref_r50": nan, "vs_ref": "",
@@ -169,3 +174,42 @@ def findings(runs: pd.DataFrame, datasets: Sequence[str], per_sample: PerSample,
                 f.update(unicrs_diff=t.mean_diff, unicrs_p=t.pvalue, samples=t.n)
         out.update({f"{ds}_{k}": v for k, v in f.items()})
     return out
+
+
+def _number(value: object) -> bool:
+    """A number the prose can print: not None, not a bool, not NaN."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # NaN != NaN
+
+
+def summary(found: Mapping[str, object], dataset: str) -> str:
+    """Chapter 4's findings on ``dataset`` as a Markdown paragraph, from :func:`findings`' numbers (``found``), the
+    numbers and names in bold as glued values render. A comparison whose runs are missing is left out; a dataset
+    with no run, or with no MSCRS run, gets a sentence that says so instead of ``nan``."""
+    f = {k[len(dataset) + 1:]: v for k, v in found.items() if k.startswith(f"{dataset}_")}
+    name = f"**{f['name']}**"
+    if not f.get("runs"):
+        return (f"{name} was not run in this build (the chapter's `datasets` parameter left it out), so Table 2 and "
+                f"the tests above have no {f['name']} rows.")
+    if not f.get("seeds"):
+        return f"MSCRS was not run on {name} in this build, so there is no {f['name']} result of MSCRS to state."
+    paper = (f"; the paper: **{f['paper_r10']:.3f}** and **{f['paper_r50']:.3f}**"
+             if _number(f["paper_r10"]) and _number(f["paper_r50"]) else "")
+    out = [f"On {name}, MSCRS reaches Recall@10 **{f['mscrs_r10']:.3f}** and Recall@50 **{f['mscrs_r50']:.3f}** "
+           f"(**{f['seeds_text']}**{paper})."]
+    against = []
+    if f["vs_best"] and _number(f["best_r10"]):
+        against.append(f"**{f['vs_best']}** the best of the paper's baselines here, **{f['best']}** "
+                       f"(**{f['best_r10']:.3f}**, Recall@50 **{f['best_r50']:.3f}**)")
+    if f["vs_ref"] and _number(f["ref_r10"]):
+        against.append(f"**{f['vs_ref']}** the strongest reference beyond the paper, **{f['ref']}** "
+                       f"(**{f['ref_r10']:.3f}** and **{f['ref_r50']:.3f}**)")
+    if against:
+        out.append("At Recall@10 it is " + ", and ".join(against) + ".")
+    if f["samples"] and _number(f["unicrs_diff"]) and _number(f["unicrs_p"]):
+        out.append(f"Against UniCRS, paired over **{f['samples']:,d}** test samples, its Recall@10 differs by "
+                   f"**{f['unicrs_diff']:+.3f}** (one-sided t-test, \"MSCRS better\": p = **{f['unicrs_p']:.3f}**).")
+    if _number(f["new_r10"]):
+        pop = (f", **{f['vs_pop_new']}** popularity's **{f['pop_new_r10']:.3f}**"
+               if f["vs_pop_new"] and _number(f["pop_new_r10"]) else "")
+        out.append(f"On new items (the gold not mentioned before) its Recall@10 is **{f['new_r10']:.3f}**{pop}.")
+    return " ".join(out)

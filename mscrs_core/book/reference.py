@@ -26,6 +26,7 @@ API_GROUPS: dict[str, str] = {
     "mscrs_core.baselines": "Baselines",
     "mscrs_core.data": "Data readers and importers",
     "mscrs_core.experiments": "Experiments: run configurations, runs, sweeps",
+    "mscrs_core.chat": "Talking to the system: chat checkpoints, session, command line",
     "mscrs_core.book": "The book's own helpers",
 }
 

@@ -171,6 +171,27 @@ def _kernel_manager(stream) -> type:
     return ChapterKernelManager
 
 
+#: the tag papermill gives the cell it injects after the chapter's ``parameters`` cell
+INJECTED_TAG = "injected-parameters"
+#: the MyST-NB tag that folds a cell in the book behind a "Show code cell source" toggle
+HIDE_TAG = "hide-cell"
+
+
+def hide_injected_parameters(nb) -> int:
+    """Fold papermill's injected cell in the rendered book, as the chapter's own ``parameters`` cell is.
+
+    The injected cell is set-up (the profile's and the caller's values), not content; MyST-NB hides cells by
+    tag only, and papermill gives that cell just :data:`INJECTED_TAG`, so :data:`HIDE_TAG` is added to it (the
+    reader can still open it). Returns how many cells were changed."""
+    changed = 0
+    for cell in nb.cells:
+        tags = list(cell.get("metadata", {}).get("tags", []))
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            cell.setdefault("metadata", {})["tags"] = [*tags, HIDE_TAG]
+            changed += 1
+    return changed
+
+
 def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, output_name: str | None = None,
                 prepare_only: bool = False, log_output: bool = False) -> Path:
@@ -198,6 +219,9 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
             pm.execute_notebook(str(src_nb), str(partial), parameters=params, kernel_name="python3",
                                 cwd=str(notebooks_dir()), prepare_only=prepare_only, progress_bar=False,
                                 log_output=log_output, kernel_manager_class=_kernel_manager(kernel_stderr))
+        executed = nbformat.read(partial, as_version=4)
+        if hide_injected_parameters(executed):
+            nbformat.write(executed, partial)
         os.replace(partial, target)  # nothing half-written under the final name
     return target
 

@@ -10,6 +10,8 @@ in ``_config.yml``: the math goes through MathJax, the code through Sphinx's hig
   :data:`mscrs_core.book.equations.EQUATIONS`, or LaTeX) above the source that implements it.
 * :func:`glue_numbers` -- findings into the prose through myst-nb ``glue`` (as plain Python numbers, so
   ``{glue:text}`key:.3f``` formats them); :func:`direction` -- the word ("above", "below") between two of them.
+* :func:`glue_markdown` -- whole sentences written from the findings (e.g. one that says a dataset was not run,
+  where a number would read ``nan``) into the prose as Markdown, ``{glue:md}`key```.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 __all__ = ["qualified_name", "source_of", "source_markdown", "equation_markdown", "show_source",
-           "equation_with_code", "plain", "plain_numbers", "direction", "glue_numbers"]
+           "equation_with_code", "plain", "plain_numbers", "direction", "glue_numbers", "glue_markdown"]
 
 
 def _unwrap(obj: Any) -> Any:
@@ -219,3 +221,22 @@ def glue_numbers(values: Mapping[str, Any], prefix: str = "") -> None:
 
     for name, v in glued.items():
         glue(name, v, display=False)
+
+
+def glue_markdown(values: Mapping[str, str], prefix: str = "") -> None:
+    """Glue every ``values`` entry (Markdown text, not displayed) under ``prefix + name`` for ``{glue:md}`` in the
+    prose, which renders it as Markdown inline (``{glue:text}`` would show its ``**`` and backticks as typed, and
+    in bold). Outside a kernel (tests, scripts) nothing is glued."""
+    texts = {prefix + name: v for name, v in values.items()}
+    for name, v in texts.items():
+        if not isinstance(v, str):
+            raise TypeError(f"glue_markdown: {name!r} is a {type(v).__name__}, expected Markdown text (str)")
+    from IPython import get_ipython
+
+    if get_ipython() is None:
+        return
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    for name, v in texts.items():
+        glue(name, Markdown(v), display=False)

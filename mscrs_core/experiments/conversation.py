@@ -23,9 +23,9 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,7 +33,8 @@ from ..atomic import atomic_write_text
 from ..data.files import project_root
 from .fingerprint import reusable_result, run_fingerprint, seal, start_run
 from .run_config import RunConfig
-from .recommendation import _subsample, default_results_dir, graph_settings, tiny_dialogpt_for
+from ..models.conversation import ConversationConfig
+from .recommendation import BackboneConfig, default_results_dir, graph_settings, subsample, tiny_dialogpt_for
 
 MODELS = ("mscrs", "backbone")
 #: largest context-state bank a run keeps in memory (bytes); bigger sets are encoded batch by batch instead
@@ -41,46 +42,98 @@ MAX_STATE_BANK_BYTES = 3 << 30
 
 
 @dataclass(frozen=True)
-class ConversationRunConfig(RunConfig):
-    dataset: str = "inspired"
-    model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM)
-    seed: int = 0
+class ConversationDataConfig:
+    """Which conversation turns a run reads (0: all of a split)."""
+
+    max_train_samples: int = 1000  # 0: all recommender turns of the training split
+    max_eval_samples: int = 200
+
+
+@dataclass(frozen=True)
+class ConversationGraphConfig:
+    """The semantic graphs the generator reads (always the paper's recipe; ``use_graphs=False``: the knowledge
+    graph alone)."""
+
     use_graphs: bool = True  # False: knowledge-graph prompt only (no collaborative/text graph)
-    use_enhanced_entities: bool = True  # Eq. (25); False = "w/o -s"
-    use_context_mapping: bool = True  # Eq. (26)-(27); False = "w/o -c"
-    # ConversationConfig.graph_variant: "paper" feeds V_tilde_s into the prompt (Eq. 27); "authors_code": the graph
-    # embeddings are computed and discarded (T_hat_s = T), as in MSCRS-main's conversation code
-    graph_variant: str = "paper"
     k: int = 10
     entity_dim: int = 64
-    backbone: str = "smollm2-135m"  # or "tiny-dialogpt" (smoke profile), a local folder, a cached hub name
-    backbone_dtype: str = "bfloat16"  # torch dtype name of the frozen backbone ("float32" for tiny-dialogpt)
-    attn_implementation: str = "eager"  # "" = the model's default
-    prompt_position: str = "suffix"  # "suffix": [s; prompt] with cached context states | "prefix": Eq. (28)
-    backbone_epochs: float = 2.0
-    text_embedder: str = "minilm"  # context embeddings E_s^(0): "minilm" | "hashing:<dim>"
+
+
+def _run_conversation_config() -> ConversationConfig:
+    # the run's model defaults where they differ from ConversationConfig's own (which are Eq. 28's order):
+    # the soft prompt after the cached context, responses cut at 48 tokens
+    return ConversationConfig(prompt_position="suffix", max_response_length=48)
+
+
+@dataclass(frozen=True)
+class ConversationTrainingConfig:
+    """The schedule of Eq. (29)'s training (the rest: :class:`~mscrs_core.training.conversation.ConversationTrainConfig`)."""
+
     epochs: int = 1
     batch_size: int = 16
     lr: float = 1e-2  # soft-prompt learning rate (1e-3 barely moves the prompt in one epoch of 1,000 turns)
-    max_train_samples: int = 1000  # 0: all recommender turns of the training split
-    max_eval_samples: int = 200
+
+    def trainer(self, output_dir: str | os.PathLike, seed: int, progress: bool = False):
+        from ..training.conversation import ConversationTrainConfig
+
+        return ConversationTrainConfig(output_dir=str(output_dir), epochs=self.epochs, batch_size=self.batch_size,
+                                       lr=self.lr, seed=seed, progress=progress)
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How responses are generated (:class:`~mscrs_core.models.generate.GenerationConfig`)."""
+
     max_new_tokens: int = 50  # the authors' max_gen_len
     # None: the median length (backbone tokens) of the training responses. BLEU's brevity penalty punishes a
     # response shorter than its reference, and a frozen chat LM stops after one short sentence
     min_new_tokens: int | None = None
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
+    length_penalty: float = 1.0  # beam search only
+
+    def generation_config(self, median_tokens: int):
+        """The decoding parameters, ``min_new_tokens=None`` resolved to ``median_tokens`` (capped)."""
+        from ..models.generate import GenerationConfig
+
+        min_new = median_tokens if self.min_new_tokens is None else self.min_new_tokens
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
+                                no_repeat_ngram_size=self.no_repeat_ngram_size, length_penalty=self.length_penalty,
+                                min_new_tokens=min(min_new, self.max_new_tokens))
+
+
+@dataclass(frozen=True)
+class ConversationRunConfig(RunConfig):
+    """One conversation run (Table 3, Figure 4c-d): which model on which data, and its sections. The
+    generator's own hyper-parameters are its :class:`~mscrs_core.models.conversation.ConversationConfig`."""
+
+    dataset: str = "inspired"
+    model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM)
+    seed: int = 0
+    data: ConversationDataConfig = field(default_factory=ConversationDataConfig)
+    graphs: ConversationGraphConfig = field(default_factory=ConversationGraphConfig)
+    language_model: BackboneConfig = field(default_factory=BackboneConfig)
+    conversation: ConversationConfig = field(default_factory=_run_conversation_config)
+    training: ConversationTrainingConfig = field(default_factory=ConversationTrainingConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+
+    SECTIONS: ClassVar[tuple[str, ...]] = ("data", "graphs", "language_model", "conversation", "training",
+                                           "decoding")
+    #: the run digest (and so the folder names of finished runs) and older result.json files know
+    #: ``graph_prompt`` by its former name
+    DIGEST_NAMES: ClassVar[dict[str, str]] = {"graph_prompt": "graph_variant"}
+    # fields chapter 6 did not set before the run configuration composed the model's config: at their defaults
+    # they leave the digests of earlier runs as they were
+    DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = (
+        "max_entities", "n_entity_prompt", "n_task_prompt", "max_neighbours", "mapping_k", "mapping_mlp_hidden",
+        "loss_on", "loss_reduction", "fuse_weight", "tau", "max_context_length", "max_response_length",
+        "placeholder", "length_penalty")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"ConversationRunConfig.model must be one of {MODELS}, got {self.model!r}")
         if self.dataset not in ("inspired", "redial"):
             raise ValueError(f"ConversationRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
-        if self.prompt_position not in ("prefix", "suffix"):
-            raise ValueError(f"ConversationRunConfig.prompt_position must be 'prefix' or 'suffix', "
-                             f"got {self.prompt_position!r}")
-        if not isinstance(getattr(torch, self.backbone_dtype, None), torch.dtype):
-            raise ValueError(f"ConversationRunConfig.backbone_dtype: not a torch dtype name: {self.backbone_dtype!r}")
 
     def name(self) -> str:
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
@@ -187,10 +240,10 @@ def conversation_splits(cfg: ConversationRunConfig, ds) -> tuple[list, list, lis
     """Training turns with a non-empty response, and the validation/test subsets every run of ``cfg`` uses."""
     from ..data import conversation_samples
 
-    train = _subsample([s for s in conversation_samples(ds.dialogs("train"), ds) if s.response.strip()],
+    train = subsample([s for s in conversation_samples(ds.dialogs("train"), ds) if s.response.strip()],
                        cfg.max_train_samples)
-    valid = _subsample(conversation_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
-    test = _subsample(conversation_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
+    valid = subsample(conversation_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
+    test = subsample(conversation_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
     return train, valid, test
 
 
@@ -207,7 +260,7 @@ def build_generator(cfg: ConversationRunConfig, ds, graphs, backbone, tokenizer,
     """
     from ..graphs.fusion import GraphConfig
     from ..models.context_mapping import ContextBank, make_text_embedder
-    from ..models.conversation import ConversationConfig, MSCRSGenerator
+    from ..models.conversation import MSCRSGenerator
     from ..models.enhanced_entities import EntityEnhancer
 
     gcfg = GraphConfig(dim=cfg.entity_dim, use_collab=cfg.use_graphs, use_text=cfg.use_graphs,
@@ -215,13 +268,9 @@ def build_generator(cfg: ConversationRunConfig, ds, graphs, backbone, tokenizer,
     torch.manual_seed(cfg.seed)
     encoder = graphs.encoder(gcfg)
     limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
-    # response + prompt + margin
-    room = limit - 48 - ConversationConfig.n_entity_prompt - ConversationConfig.n_task_prompt - 8
-    ccfg = ConversationConfig(use_enhanced_entities=cfg.use_enhanced_entities, max_response_length=48,
-                              max_context_length=min(200, room),
-                              use_context_mapping=cfg.use_context_mapping, graph_variant=cfg.graph_variant,
-                              text_embedder=cfg.text_embedder,
-                              prompt_position=getattr(cfg, "prompt_position", "prefix"))
+    c = cfg.conversation
+    room = limit - c.max_response_length - c.n_entity_prompt - c.n_task_prompt - 8  # response + prompt + margin
+    ccfg = replace(c, max_context_length=min(c.max_context_length, room))
     embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
     bank = None
     if cfg.use_context_mapping:
@@ -264,8 +313,7 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     from ..data import load_dataset
     from ..evaluation import GenerationEvaluator
     from ..graphs.assemble import build_dataset_graphs
-    from ..models.generate import GenerationConfig
-    from ..training.conversation_loop import ConversationTrainConfig, evaluate_generation, train_generator
+    from ..training.conversation import evaluate_generation, train_generator
 
     run_dir = Path(results_dir or default_results_dir()) / cfg.name()
     result_path = run_dir / "result.json"
@@ -281,11 +329,9 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     train, valid, test = conversation_splits(cfg, ds)
     path = backbone_path(cfg, ds, cache)
     backbone, tokenizer = load_conversation_backbone(cfg, ds, cache)
-    min_new = median_response_tokens(train, tokenizer) if cfg.min_new_tokens is None else cfg.min_new_tokens
-    gen_cfg = GenerationConfig(max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
-                               no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-                               min_new_tokens=min(min_new, cfg.max_new_tokens))
-    record: dict[str, Any] = {"config": asdict(cfg), "name": cfg.name(), "backbone": path,
+    gen_cfg = cfg.decoding.generation_config(median_response_tokens(train, tokenizer)
+                                             if cfg.min_new_tokens is None else 0)
+    record: dict[str, Any] = {"config": cfg.flat(), "name": cfg.name(), "backbone": path,
                               "samples": {"train": len(train), "valid": len(valid), "test": len(test)},
                               "min_new_tokens": gen_cfg.min_new_tokens}
     refs = [s.response for s in test]
@@ -302,9 +348,7 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
             model.state_bank = state_bank_for(model, (train if cfg.epochs > 1 else []) + valid, cfg.dataset,
                                               "train+valid" if cfg.epochs > 1 else "valid", cache)
             model.state_bank_in_training = cfg.epochs > 1  # one epoch: each training context is encoded once anyway
-        res = train_generator(model, train, valid, ConversationTrainConfig(
-            output_dir=str(run_dir / "train"), epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-            seed=cfg.seed, progress=False))
+        res = train_generator(model, train, valid, cfg.training.trainer(run_dir / "train", cfg.seed))
         history = res.history
         model.eval()
         if cfg.prompt_position == "suffix":

@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -141,7 +140,11 @@ def stale_reason(path: str | os.PathLike, cfg: Any, data_root: str | os.PathLike
         res = read_result(p)
     except DataError as err:
         return f"{err} (an interrupted or damaged write)", None
-    if res.get("config") != asdict(cfg):
+    try:
+        same = type(cfg).from_record(res.get("config") or {}) == cfg
+    except (TypeError, ValueError):  # a field this version does not know, or a value it refuses
+        same = False
+    if not same:
         return f"{p}: written for another configuration", None
     fp = res.get("fingerprint")
     if not isinstance(fp, dict) or not all(k in fp for k in (*IDENTITY, "content")):
@@ -174,7 +177,7 @@ def start_run(run_dir: str | os.PathLike, fingerprint: dict[str, Any],
     checkpoints it would otherwise resume from, a stale result), then record this run's fingerprint.
 
     An interrupted run therefore resumes only under the same data, version and backbone. A folder without the
-    record (written before fingerprints existed) is left as it is: the training loops refuse checkpoints of other
+    record (written before fingerprints existed) is left as it is: the trainer refuses checkpoints of other
     samples themselves.
     """
     import shutil

@@ -19,7 +19,6 @@ deterministic.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -209,7 +208,8 @@ def per_sample(record: dict[str, Any], metric: str = "recall@10") -> pd.Series:
 
 
 def config_fields(config_cls: type = RecRunConfig) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_cls)]
+    """The flat parameter names of a run configuration (its sections' fields included)."""
+    return config_cls.field_names()
 
 
 def seed_mean_per_sample(runs: pd.DataFrame, model: str, results_dir: str | os.PathLike | None = None,

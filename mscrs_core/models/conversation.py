@@ -20,7 +20,7 @@ Pipeline for a context s:
 Ablations (Fig. 4 c, d): ``use_enhanced_entities=False`` ("w/o -s": Q_s instead of Q_hat_s, in the slots and in
 the context graph), ``use_context_mapping=False`` ("w/o -c": T_tilde_s = T_hat_s), both off ("w/o -all").
 
-``graph_variant="authors_code"``: MSCRS-main's conversation code computes the graph embeddings and then never
+``graph_prompt="authors_code"``: MSCRS-main's conversation code computes the graph embeddings and then never
 feeds them to the LM; here T_hat_s = T (no V_tilde_s, so the graph encoder is not run at all, which gives the same
 output). Combine with ``loss_on="all"`` for their collator (labels on context and response tokens).
 
@@ -53,6 +53,7 @@ from __future__ import annotations
 from mscrs_core.models.frozen import FrozenBackboneMixin
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -64,10 +65,11 @@ from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, en
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
 from mscrs_core.models.conversation_collate import LOSS_ON, ConversationCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
-from mscrs_core.models.pretrained import PretrainedMixin
+from mscrs_core.models.pretrained import PretrainedMixin, with_current_names
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
-GRAPH_VARIANTS = ("paper", "authors_code")
+#: values of :attr:`ConversationConfig.graph_prompt` (what the graphs contribute to the prompt)
+GRAPH_PROMPTS = ("paper", "authors_code")
 LOSS_REDUCTIONS = ("context", "token")
 
 
@@ -75,12 +77,17 @@ LOSS_REDUCTIONS = ("context", "token")
 class ConversationConfig:
     """Hyper-parameters and ablation switches of :class:`MSCRSGenerator` (saved with checkpoints)."""
 
+    #: former field name -> its name now; configs saved under the former name still load (:meth:`from_dict`,
+    #: ``from_pretrained``). ``graph_prompt`` was ``graph_variant``, a name the recommendation run uses for the
+    #: graph recipe
+    FORMER_NAMES: ClassVar[dict[str, str]] = {"graph_variant": "graph_prompt"}
+
     max_entities: int = 32  # q
     n_entity_prompt: int = 4  # p, length of T_tilde_s
     n_task_prompt: int = 10  # length of O_cov
     use_enhanced_entities: bool = True  # Eq. (25); False = "w/o -s"
     use_context_mapping: bool = True  # Eq. (26)-(27); False = "w/o -c"
-    graph_variant: str = "paper"  # "paper" | "authors_code"
+    graph_prompt: str = "paper"  # "paper": T_hat_s = T + V_tilde_s | "authors_code": T_hat_s = T (graphs discarded)
     max_neighbours: int | None = 32  # Eq. (25) cap (see enhanced_entities)
     mapping_k: int = 10  # top-k of the context graph
     mapping_mlp_hidden: int = 256
@@ -99,8 +106,8 @@ class ConversationConfig:
             raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
         if self.prompt_position == "suffix" and self.loss_on != "response":
             raise ValueError("prompt_position='suffix' supervises the response only (loss_on='response')")
-        if self.graph_variant not in GRAPH_VARIANTS:
-            raise ValueError(f"graph_variant: expected one of {GRAPH_VARIANTS}, got {self.graph_variant!r}")
+        if self.graph_prompt not in GRAPH_PROMPTS:
+            raise ValueError(f"graph_prompt: expected one of {GRAPH_PROMPTS}, got {self.graph_prompt!r}")
         if self.loss_on not in LOSS_ON:
             raise ValueError(f"loss_on: expected one of {LOSS_ON}, got {self.loss_on!r}")
         if self.loss_reduction not in LOSS_REDUCTIONS:
@@ -119,6 +126,8 @@ class ConversationConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ConversationConfig":
+        """The config :meth:`to_dict` wrote (fields saved under a name of :attr:`FORMER_NAMES` accepted)."""
+        d = with_current_names(cls, d, "ConversationConfig")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -295,7 +304,7 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         if ctx_mask is None:
             ctx_mask = batch.get("context_mask", batch["attention_mask"])
         p = cfg.n_entity_prompt
-        if cfg.graph_variant == "authors_code":
+        if cfg.graph_prompt == "authors_code":
             t_s = PromptEncoder.text_embedding(token_embeds, ctx_mask)
             t_hat = t_s.unsqueeze(1).expand(-1, p, -1)  # graph embeddings discarded: T_hat_s = T
             fuse = token_embeds.new_zeros(())

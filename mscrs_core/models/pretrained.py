@@ -86,10 +86,26 @@ def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, 
     return tensors, meta
 
 
+def with_current_names(config_class: type, data: dict, where: Any) -> dict:
+    """``data`` with each key that ``config_class.FORMER_NAMES`` lists (former field name -> current name) renamed,
+    so that a config saved before a field was renamed still loads; a key given under both names is an error
+    naming ``where``."""
+    former = getattr(config_class, "FORMER_NAMES", {})
+    out: dict = {}
+    for k, v in data.items():
+        name = former.get(k, k)
+        if name != k and name in data:
+            raise ValueError(f"{where}: field {name!r} given twice (also under its former name {k!r})")
+        out[name] = v
+    return out
+
+
 def config_from_dict(config_class: type, data: Any, path: Path):
-    """``config_class`` from the ``config`` entry of ``path``; unknown fields and bad values name the file."""
+    """``config_class`` from the ``config`` entry of ``path``; unknown fields and bad values name the file.
+    Fields saved under a former name (``config_class.FORMER_NAMES``) are renamed."""
     if not isinstance(data, dict):
         raise ValueError(f"{path}: 'config' must be a JSON object, found {type(data).__name__}")
+    data = with_current_names(config_class, data, f"{path}: {config_class.__name__}")
     known = {f.name for f in fields(config_class)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -49,6 +49,10 @@ class PromptEncoder(nn.Module):
         n_entity_prompt: p, number of entity-prompt positions produced by W1.
         n_task_prompt: length of O_rec (the paper's range 10..50).
         tau: temperature of Eq. (18).
+
+    The sizes and ``tau`` have no defaults here: the model that owns the layer passes them from its config
+    (:class:`~mscrs_core.models.recommender.RecommenderConfig`,
+    :class:`~mscrs_core.models.conversation.ConversationConfig`), where each default is written once.
         fuse_variant: ``"paper"`` (Eq. 18 as printed) or ``"infonce"`` (symmetric cross-modal InfoNCE).
         prompt_init_std: std of the random O_rec init; default: std of the backbone's word embeddings if
             given through ``embedding_std``, else 0.02.
@@ -59,10 +63,10 @@ class PromptEncoder(nn.Module):
         entity_dim: int,
         hidden_size: int,
         *,
-        max_entities: int = 32,
-        n_entity_prompt: int = 4,
-        n_task_prompt: int = 10,
-        tau: float = 0.07,
+        max_entities: int,
+        n_entity_prompt: int,
+        n_task_prompt: int,
+        tau: float,
         fuse_variant: str = "paper",
         embedding_std: float | None = None,
     ):

@@ -1,4 +1,6 @@
-"""Training loop (pre-training Eq. 22, recommendation Eq. 24) with atomic checkpoints and exact resume."""
-from mscrs_core.training.loop import TrainConfig, TrainResult, evaluate, train
+"""Training: one loop (:mod:`.trainer`) and the tasks it runs (:mod:`.recommendation`, Eq. 22/24;
+:mod:`.conversation`, Eq. 29), with atomic checkpoints and exact resume (:mod:`.checkpoint`)."""
+from mscrs_core.training.recommendation import TrainConfig, TrainResult, evaluate, train
+from mscrs_core.training.trainer import FitResult, Trainer, TrainerConfig
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "train"]
+__all__ = ["FitResult", "TrainConfig", "TrainResult", "Trainer", "TrainerConfig", "evaluate", "train"]

@@ -71,7 +71,8 @@ def training_state(
     epoch: int, step: int, best_metric: float | None, best_epoch: int | None, history: list[dict[str, float]],
     config_hash: str,
 ) -> dict[str, Any]:
-    """Everything :func:`mscrs_core.training.loop.train` needs to continue after ``epoch`` (0-based, finished)."""
+    """Everything :meth:`mscrs_core.training.trainer.Trainer.fit` needs to continue after ``epoch`` (0-based,
+    finished)."""
     return {
         "format": 1,
         "model": _to_cpu(model_state),
@@ -87,17 +88,22 @@ def training_state(
     }
 
 
-def resume_from(last_path: Path, digest: str, model, optimizer, scheduler) -> tuple[int, int, Any, Any, list]:
+def resume_from(last_path: Path, digest: str, model, optimizer, scheduler, load_state=None
+                ) -> tuple[int, int, Any, Any, list]:
     """Restore a run from its last per-epoch checkpoint (model, optimizer, scheduler, RNG).
 
     Returns ``(start_epoch, step, best_metric, best_epoch, history)``; a checkpoint written under another
-    configuration or other data (``digest``) is refused rather than silently mixed in.
+    configuration or other data (``digest``) is refused rather than silently mixed in. ``load_state(model,
+    state)`` restores the weights (default: ``model.load_trainable_state_dict``).
     """
     ckpt = load_checkpoint(last_path)
     if ckpt["config_hash"] != digest:
         raise ValueError(f"{last_path}: checkpoint of a different config/data; use another output_dir "
                          "or resume=False")
-    model.load_trainable_state_dict(ckpt["model"])
+    if load_state is None:
+        model.load_trainable_state_dict(ckpt["model"])
+    else:
+        load_state(model, ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])

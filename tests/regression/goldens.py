@@ -32,7 +32,6 @@ Regenerate after an intended change: ``make goldens`` (runs the smoke book, then
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys
@@ -83,10 +82,19 @@ def _config_class(result: dict[str, Any]) -> tuple[type, str]:
     from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, RUN_CHAPTER, run_config_class
 
     def overlap(chapter: str) -> int:  # the class whose fields the result's configuration holds
-        return len({f.name for f in dataclasses.fields(run_config_class(chapter))} & set(result["config"]))
+        return len(set(run_config_class(chapter).field_names()) & set(result["config"]))
 
     chapter = max((RUN_CHAPTER, CONVERSATION_RUN_CHAPTER), key=overlap)
     return run_config_class(chapter), chapter
+
+
+def current_names(config: dict[str, Any]) -> dict[str, Any]:
+    """A recorded configuration under today's field names: a renamed field (the run class's ``DIGEST_NAMES``,
+    e.g. the conversation run's ``graph_prompt``, recorded as ``graph_variant`` before) gets its current name,
+    so goldens written before a rename still name and compare their runs."""
+    cls, _ = _config_class({"config": config})
+    back = {old: new for new, old in getattr(cls, "DIGEST_NAMES", {}).items()}
+    return {back.get(k, k): v for k, v in config.items()}
 
 
 def reference_config(result: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +102,7 @@ def reference_config(result: dict[str, Any]) -> dict[str, Any]:
     from mscrs_core.book.runner import profile_parameters
 
     cls, chapter = _config_class(result)
-    ref = {f.name: f.default for f in dataclasses.fields(cls)}
+    ref = cls().flat()  # the flat defaults, sections included (a model's defaults live in its own config)
     ref.update({k: v for k, v in profile_parameters(chapter, "smoke").items() if k in ref})
     return ref
 
@@ -108,7 +116,8 @@ def label(result: dict[str, Any]) -> str:
     """A run's name that survives a changed default: folder name without digest, plus its own settings."""
     base = result["name"].rsplit("-", 1)[0]
     ref = reference_config(result)
-    own = [f"{k}={v}" for k, v in result["config"].items() if k in ref and k not in IN_NAME and ref[k] != v]
+    own = [f"{k}={v}" for k, v in current_names(result["config"]).items()
+           if k in ref and k not in IN_NAME and ref[k] != v]
     return f"{base} [{', '.join(own)}]" if own else base
 
 
@@ -165,9 +174,10 @@ def compare(golden: dict[str, Any], got: dict[str, dict[str, Any]]) -> list[str]
         moved += [f"{name} {key}: new number {_fmt(v)} (not in the goldens)"
                   for key, v in run["numbers"].items() if key not in gold["numbers"]]
         if moved:
-            changed = [f"{k} {_fmt(v)} -> {_fmt(run['config'].get(k))}" for k, v in gold["config"].items()
-                       if run["config"].get(k, "<absent>") != v]
-            changed += [f"{k} (new) = {_fmt(v)}" for k, v in run["config"].items() if k not in gold["config"]]
+            gold_cfg, run_cfg = current_names(gold["config"]), current_names(run["config"])
+            changed = [f"{k} {_fmt(v)} -> {_fmt(run_cfg.get(k))}" for k, v in gold_cfg.items()
+                       if run_cfg.get(k, "<absent>") != v]
+            changed += [f"{k} (new) = {_fmt(v)}" for k, v in run_cfg.items() if k not in gold_cfg]
             if changed:
                 moved.append(f"{name}: its configuration differs from the golden one: {'; '.join(changed)}")
             problems += moved

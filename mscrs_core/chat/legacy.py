@@ -3,7 +3,8 @@
 Folder: ``config.json`` (format tag, backbone source, graph/recommender/generator configs), ``tokenizer/``,
 ``backbone/`` (when saved), ``graphs.pt``, ``entities.json``, ``generator.pt``, ``context_bank.pt`` and
 ``recommender.pt``. Every ``.pt`` file is read with ``torch.load(weights_only=True)``. New checkpoints are
-written by :func:`mscrs_core.chat.save_chat_checkpoint` in the current format; this module only reads.
+written by :func:`mscrs_core.chat.checkpoint.save_chat_checkpoint` in the current format; this module only reads
+(:func:`~mscrs_core.chat.checkpoint.load_chat_checkpoint` calls :func:`load_legacy_models` for such a folder).
 """
 from __future__ import annotations
 
