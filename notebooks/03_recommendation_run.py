@@ -47,6 +47,7 @@ fuse_weight = 0.1
 fuse_variant = "paper"
 rec_scope = "items"
 prompt_position = "suffix"  # "prefix" (Eq. 19) | "suffix" (context states computed once)
+readout = "last"  # Eq. (20): "last" (the last position's state, as the paper's text says) | "mean" (prompt states)
 head = "cosine"  # "dot" (Eq. 23) | "cosine"
 init_scale = 10.0  # cosine head: initial logit scale
 item_bias = True

@@ -149,10 +149,13 @@ def test_collator_format_truncation_and_entity_alignment(tokenizer):
 # ------------------------------------------------------------------ recommender
 
 
+@pytest.mark.parametrize("readout", ["last", "mean"])
 @pytest.mark.parametrize("position", ["prefix", "suffix"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_forward_shapes_and_padding_invariance(tokenizer, kind, position):
-    model = make_model(tokenizer, kind, prompt_position=position, zero_init_projection=False).eval()
+def test_forward_shapes_and_padding_invariance(tokenizer, kind, position, readout):
+    # with readout="mean" the prompt's positions move with each row's left padding (prefix): a wrong gather
+    # would read pads or context tokens for the padded rows, and the batched scores would differ from the lone ones
+    model = make_model(tokenizer, kind, prompt_position=position, zero_init_projection=False, readout=readout).eval()
     col = RecCollator(tokenizer, max_length=32, max_entities=4)
     s = samples()
     batch = col(s)
@@ -211,14 +214,16 @@ def test_unfrozen_backbone_is_rejected(tokenizer):
 # ------------------------------------------------------------------ the CPU recipe and the suffix order
 
 
+@pytest.mark.parametrize("readout", ["last", "mean"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_suffix_with_cached_context_equals_one_uncached_pass(tokenizer, kind):
+def test_suffix_with_cached_context_equals_one_uncached_pass(tokenizer, kind, readout):
     """[s; prompt] with s's states from the bank = one pass over [s; prompt]: loss and every gradient."""
     col = RecCollator(tokenizer, max_length=32, max_entities=4)
     batch = col(samples())
     runs = []
     for cached in (False, True):
-        model = make_model(tokenizer, kind, prompt_position="suffix", zero_init_projection=False).train()
+        model = make_model(tokenizer, kind, prompt_position="suffix", zero_init_projection=False,
+                           readout=readout).train()
         if cached:
             model.attach_context_bank(ContextStateBank(model.backbone, 32, tokenizer.pad_token_id))
         out = model(batch, task="rec")
@@ -230,6 +235,40 @@ def test_suffix_with_cached_context_equals_one_uncached_pass(tokenizer, kind):
     assert g0.keys() == g1.keys() and "prompt_encoder.task_prompt" in g0
     for name in g0:
         assert torch.allclose(g0[name], g1[name], atol=1e-5, rtol=1e-4), name
+
+
+@pytest.mark.parametrize("position", ["prefix", "suffix"])
+def test_mean_readout_pools_the_prompt_positions(tokenizer, position):
+    """readout="mean" projects the mean of the prompt's output states (found by hand here), not the last state."""
+    from mscrs_core.models.backbone import decoder_of
+    from mscrs_core.models.prompt_encoder import assemble_inputs
+
+    model = make_model(tokenizer, prompt_position=position, zero_init_projection=False, readout="mean",
+                       entity_skip=False).eval()
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+    r_hat, _, _ = model.encode(batch)
+    token_embeds = model.backbone.get_input_embeddings()(batch["input_ids"])
+    table = model.graph_encoder()
+    out = model.prompt_encoder(table[batch["entity_ids"]], batch["entity_mask"], token_embeds.float(),
+                               batch["attention_mask"])
+    n, mask = out.prompt.shape[1], batch["attention_mask"]
+    if position == "prefix":
+        embeds, full, pos = assemble_inputs(out.prompt, token_embeds, mask)
+        hidden = decoder_of(model.backbone)(inputs_embeds=embeds, attention_mask=full, position_ids=pos).last_hidden_state
+        pad = (mask.shape[1] - mask.sum(1)).tolist()
+        pooled = torch.stack([hidden[i, pad[i]:pad[i] + n].mean(0) for i in range(len(pad))])
+    else:
+        embeds = torch.cat([token_embeds, out.prompt], 1)
+        full = torch.cat([mask, torch.ones(mask.shape[0], n, dtype=mask.dtype)], 1)
+        hidden = decoder_of(model.backbone)(inputs_embeds=embeds, attention_mask=full,
+                                            position_ids=(full.cumsum(1) - 1).clamp_min(0)).last_hidden_state
+        pooled = hidden[:, -n:].mean(1)
+    assert torch.allclose(r_hat, model.projection(pooled), atol=1e-5)
+    last, _, _ = make_model(tokenizer, prompt_position=position, zero_init_projection=False,
+                            entity_skip=False).eval().encode(batch)
+    assert not torch.allclose(r_hat, last, atol=1e-3)
+    with pytest.raises(ValueError, match="readout"):
+        RecommenderConfig(readout="max")
 
 
 def test_untrained_recipe_is_the_graph_scorer_plus_popularity(tokenizer):

@@ -38,6 +38,7 @@ from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 REC_SCOPES = ("items", "all_entities")
 TASKS = ("rec", "pretrain")
 HEADS = ("dot", "cosine")
+READOUTS = ("last", "mean")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class RecommenderConfig:
       to trust a repetition, where the ``copy_context`` reference trusts it absolutely.
     * ``prompt_position="suffix"``: [s; V_hat; O_rec] instead of Eq. (19)'s [V_hat; O_rec; s], so the context's
       key/value states are computed once without gradient (:mod:`~mscrs_core.models.context_states`).
+    * ``readout``: Eq. (20) writes ``Pooling(F(r_s))`` and the text says the last token's state is used
+      (``"last"``, the default). ``"mean"`` pools the output states of the soft prompt's positions instead: in
+      either order every prompt position attends to the whole context, so the mean reads what all of them
+      gathered rather than what one position kept.
     """
 
     max_entities: int = 32  # q
@@ -82,6 +87,9 @@ class RecommenderConfig:
     mention_bias: bool = True
     mention_init: float = 2.0  # beta's start; gamma starts at half of it
     prompt_position: str = "suffix"  # "prefix" (Eq. 19) | "suffix"
+    # Eq. (20)'s Pooling: "last" (the paper's text: "the last token representation") | "mean" (the mean over the
+    # soft prompt's output states, which all attend to the whole context)
+    readout: str = "last"
 
     def __post_init__(self) -> None:
         if self.rec_scope not in REC_SCOPES:
@@ -92,6 +100,8 @@ class RecommenderConfig:
             raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
         if self.fuse_weight < 0:
             raise ValueError(f"fuse_weight: expected >= 0, got {self.fuse_weight}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout: expected one of {READOUTS}, got {self.readout!r}")
         if self.init_scale <= 0:
             raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
         if self.lm_scale <= 0:
@@ -274,7 +284,17 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
             hidden = decoder_of(self.backbone)(
                 inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False
             ).last_hidden_state
-        r_hat = self.projection(hidden[:, -1].float())  # last position (a real token or the prompt's end), Eq. (20)
+        if self.config.readout == "mean":  # Eq. (20)'s Pooling over the soft prompt's positions
+            n = out.prompt.shape[1]
+            if self.config.prompt_position == "prefix":  # [pads, prompt, tokens]: the prompt starts after the pads
+                start = (mask.shape[1] - mask.sum(1)).unsqueeze(1)
+                idx = (start + torch.arange(n, device=start.device)).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+                pooled = hidden.gather(1, idx)
+            else:  # [s; prompt]: the prompt's states are the last n
+                pooled = hidden[:, -n:]
+            r_hat = self.projection(pooled.float().mean(1))
+        else:
+            r_hat = self.projection(hidden[:, -1].float())  # last position (a real token or the prompt's end), Eq. (20)
         if self.config.entity_skip:
             m = batch["entity_mask"].unsqueeze(-1).to(v_s.dtype)
             r_hat = self.config.lm_scale * r_hat + (v_s * m).sum(1) / m.sum(1).clamp_min(1.0)

@@ -145,7 +145,8 @@ class RecRunConfig(RunConfig):
     SECTIONS: ClassVar[tuple[str, ...]] = ("data", "graphs", "language_model", "recommender", "training")
     # RecommenderConfig fields chapter 3 did not set before the run configuration composed it: at their defaults
     # they leave the digests (and folder names) of earlier runs as they were
-    DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = ("max_entities", "tau", "init_scale", "mention_init")
+    DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = ("max_entities", "tau", "init_scale", "mention_init",
+                                                        "readout")
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
