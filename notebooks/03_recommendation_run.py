@@ -223,6 +223,10 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 #   gets the mean of the context's entity rows added, and the projection of the LM state starts at zero: the
 #   untrained model is exactly "the graphs alone" plus the popularity prior (tested), and training adds what
 #   the prompt and the language model contribute.
+# * **Which state is read** (`readout`). Eq. (20) writes a pooling of the LM's output and the text says the
+#   last token's state is used; `readout="last"` (the default) does that. `readout="mean"` pools the output
+#   states of the soft prompt's positions instead (each of them attends to the whole context); an option
+#   (`-p readout '"mean"'`) that the default profile does not run.
 # * **A bonus for items already mentioned** (`mention_bias=True`). An item the dialog has already named gets
 #   beta + gamma * r added to its logit (r: 1 for the latest first mention, smaller for earlier ones; beta and
 #   gamma are learned). A sixth of the test golds were mentioned before (the "mentioned" slice in chapter 4),
