@@ -56,7 +56,7 @@ text_embedder = "minilm"  # context embeddings E_s^(0); "hashing:<dim>" only for
 epochs = 1
 batch_size = 16
 lr = 1e-2  # soft prompt on a frozen LM: 1e-3 barely moves it in one short epoch
-max_train_samples = 1000
+max_train_samples = 3000  # of 7,806 training turns; chosen over 1000 on validation (below)
 max_eval_samples = 200
 max_new_tokens = 50  # the authors' max_gen_len
 min_new_tokens = None  # None: the median length of the training responses (tokens)
@@ -141,8 +141,11 @@ equation_with_code(29, MSCRSGenerator.forward, fold=40)
 # and response positions are trained through; `"prefix"` is the paper's order (the `paper` profile). T, the
 # text part of Eq. (27), is still the mean input embedding of the context tokens. The context embeddings
 # E_s^(0) of the correlation semantic mapping come from all-MiniLM-L6-v2, not RoBERTa. Training uses
-# `max_train_samples` of the training split's recommender turns for `epochs` epochs, and the metrics a
-# fixed subset of `max_eval_samples` test turns, to fit the book's CPU budget. No image graph exists.
+# `max_train_samples` of the training split's recommender turns (3,000 of INSPIRED's 7,806; the paper uses
+# all) for `epochs` epochs, and the metrics a fixed subset of `max_eval_samples` test turns, to fit the book's
+# CPU budget. The 3,000 were chosen over 1,000 on the validation split alone: BLEU-2 of 100 generated
+# validation responses 0.018 against 0.0097 (seed 0; the test split was not looked at for this choice).
+# No image graph exists.
 # Generation is greedy (`num_beams=1`) with no repeated trigrams, at most `max_new_tokens` tokens (the
 # authors' 50) and at least `min_new_tokens`: by default the median length of the training responses in
 # the backbone's tokens (the run records it as `min_new_tokens`). The paper sets no minimum; a frozen chat

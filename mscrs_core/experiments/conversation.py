@@ -45,7 +45,9 @@ MAX_STATE_BANK_BYTES = 3 << 30
 class ConversationDataConfig:
     """Which conversation turns a run reads (0: all of a split)."""
 
-    max_train_samples: int = 1000  # 0: all recommender turns of the training split
+    # 0: all recommender turns of the training split (7,806 on INSPIRED). 3000 rather than 1000, chosen on the
+    # validation split: BLEU-2 of 100 generated validation responses 0.018 against 0.0097 (chapter 6 says so)
+    max_train_samples: int = 3000
     max_eval_samples: int = 200
 
 
