@@ -52,7 +52,8 @@ import pandas as pd
 import seaborn as sns
 
 from mscrs_core.book.paper_tables import paper_table3
-from mscrs_core.book.show import direction, glue_numbers
+from mscrs_core.book import conversation_tables
+from mscrs_core.book.show import glue_markdown, glue_numbers
 from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, data_provenance, run_points
 
@@ -104,24 +105,15 @@ pd.DataFrame(rows).set_index(["dataset", "model", "source"]).sort_index().round(
 print(data_provenance(runs))
 
 # %% tags=["remove-cell"]
-for ds in ("inspired", "redial"):
-    sub = runs[runs.dataset == ds].set_index("variant")
-    keys = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)"}
-    got = {f"{key}_{m.replace('@', '')}": float(sub.loc[name, m]) if name in sub.index else float("nan")
-           for key, name in keys.items() for m in ("bleu@2", "dist@2")}
-    glue_numbers({**got, "name": {"inspired": "INSPIRED", "redial": "ReDial"}[ds],
-                  "bleu2_vs": direction(got["mscrs_bleu2"], got["backbone_bleu2"], digits=3),  # as printed below
-                  "dist2_vs": direction(got["mscrs_dist2"], got["backbone_dist2"], digits=2)}, prefix=f"{ds}_")
+for ds, ds_name in (("inspired", "INSPIRED"), ("redial", "ReDial")):
+    got = conversation_tables.numbers(runs[runs.dataset == ds].set_index("variant"))
+    glue_numbers(got, prefix=f"{ds}_")
+    glue_markdown({"summary": conversation_tables.summary(got, ds_name)}, prefix=f"{ds}_")
 
 # %% [markdown]
-# On {glue:text}`inspired_name`, MSCRS's responses reach BLEU-2 {glue:text}`inspired_mscrs_bleu2:.3f`,
-# {glue:text}`inspired_bleu2_vs` the plain backbone's {glue:text}`inspired_backbone_bleu2:.3f`, and Distinct-2
-# {glue:text}`inspired_mscrs_dist2:.2f`, {glue:text}`inspired_dist2_vs` its {glue:text}`inspired_backbone_dist2:.2f`;
-# without graphs (UniCRS-like) they reach {glue:text}`inspired_nographs_bleu2:.3f` and
-# {glue:text}`inspired_nographs_dist2:.2f`. On {glue:text}`redial_name`, BLEU-2 {glue:text}`redial_mscrs_bleu2:.3f`
-# is {glue:text}`redial_bleu2_vs` the plain backbone's {glue:text}`redial_backbone_bleu2:.3f`, and Distinct-2
-# {glue:text}`redial_mscrs_dist2:.2f` {glue:text}`redial_dist2_vs` its {glue:text}`redial_backbone_dist2:.2f`
-# (without graphs: {glue:text}`redial_nographs_bleu2:.3f` and {glue:text}`redial_nographs_dist2:.2f`).
+# {glue:md}`inspired_summary`
+#
+# {glue:md}`redial_summary`
 
 # %% [markdown]
 # ## Figure 4 (c, d): BLEU-2 without enhanced entities (-s), without the correlation mapping (-c), without both

@@ -146,3 +146,21 @@ def test_glue_markdown_takes_text_only():
     glue_markdown({"a": "**1**"})  # outside a kernel: nothing is glued, nothing fails
     with pytest.raises(TypeError, match="'x_a' is a float"):
         glue_markdown({"a": 0.5}, prefix="x_")
+
+
+def test_conversation_summary_never_prints_nan():
+    import pandas as pd
+
+    from mscrs_core.book import conversation_tables
+
+    table = pd.DataFrame({"bleu@2": [0.0182, 0.0101, 0.0150], "dist@2": [7.46, 5.2, 6.1]},
+                         index=["MSCRS", "plain backbone", "w/o graphs (UniCRS-like)"])
+    full = conversation_tables.summary(conversation_tables.numbers(table), "INSPIRED")
+    assert "**0.018**" in full and "**above** the plain backbone's BLEU-2 **0.010**" in full
+    assert "without graphs (UniCRS-like) they reach **0.015**" in full
+    alone = conversation_tables.summary(conversation_tables.numbers(table.loc[["MSCRS"]]), "INSPIRED")
+    assert "plain backbone" not in alone and alone.endswith(".")
+    missing = conversation_tables.summary(conversation_tables.numbers(table.iloc[0:0]), "ReDial")
+    assert "not generated on **ReDial**" in missing
+    for text in (full, alone, missing):
+        assert "nan" not in text.lower()

@@ -1,0 +1,47 @@
+"""Chapter 7's findings in words: Table 3's numbers of one dataset as a Markdown paragraph.
+
+The prose of a chapter that may run without a dataset or a variant (the smoke profile, a reader's own
+``datasets``) must never print ``nan``: a missing comparison is left out, a dataset not run says so.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+from .show import direction
+
+#: the Table 3 variants the paragraph speaks of, by their key in the numbers
+VARIANTS = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)"}
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x))
+
+
+def numbers(table: "object", variants: Mapping[str, str] = VARIANTS) -> dict[str, float]:
+    """``{key}_bleu2`` and ``{key}_dist2`` of each variant present in ``table`` (a frame indexed by variant with
+    ``bleu@2`` and ``dist@2`` columns); a variant that did not run is absent, never NaN."""
+    out: dict[str, float] = {}
+    for key, name in variants.items():
+        if name in table.index:
+            for m in ("bleu@2", "dist@2"):
+                out[f"{key}_{m.replace('@', '')}"] = float(table.loc[name, m])
+    return out
+
+
+def summary(got: Mapping[str, float], dataset_name: str) -> str:
+    """One dataset's Table 3 finding as Markdown (numbers and names in bold), from :func:`numbers`."""
+    name = f"**{dataset_name}**"
+    if not _number(got.get("mscrs_bleu2")):
+        return f"MSCRS's responses were not generated on {name} in this build (the chapter's `datasets` left it out)."
+    out = [f"On {name}, MSCRS's responses reach BLEU-2 **{got['mscrs_bleu2']:.3f}** and Distinct-2 "
+           f"**{got['mscrs_dist2']:.2f}**"]
+    if _number(got.get("backbone_bleu2")):
+        bleu = direction(got["mscrs_bleu2"], got["backbone_bleu2"], digits=3)
+        dist = direction(got["mscrs_dist2"], got["backbone_dist2"], digits=2)
+        out.append(f", **{bleu}** the plain backbone's BLEU-2 **{got['backbone_bleu2']:.3f}** and **{dist}** its "
+                   f"Distinct-2 **{got['backbone_dist2']:.2f}**")
+    if _number(got.get("nographs_bleu2")):
+        out.append(f"; without graphs (UniCRS-like) they reach **{got['nographs_bleu2']:.3f}** and "
+                   f"**{got['nographs_dist2']:.2f}**")
+    return "".join(out) + "."
