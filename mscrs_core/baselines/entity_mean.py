@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..training.trainer import TaskDefaults, Trainer, TrainerConfig, mean_logs
+
 
 @dataclass(frozen=True)
 class EntityMeanConfig:
@@ -86,7 +88,7 @@ def _score(model: EntityMeanScorer, ents: list[list[int]], batch: int = 512) -> 
         else torch.zeros(0, len(model.item_ids))
 
 
-class EntityMeanTask:
+class EntityMeanTask(TaskDefaults):
     """Cross-entropy over the items for :class:`~mscrs_core.training.trainer.Trainer`; the epoch with the best
     validation Recall@10 is kept (the untrained scorer, "epoch -1", included). The samples it trains on are
     indices into the precomputed entity lists; the order is drawn from one generator seeded once."""
@@ -95,12 +97,9 @@ class EntityMeanTask:
 
     def __init__(self, model: EntityMeanScorer, entities: list[list[int]], targets: torch.Tensor,
                  valid_entities: list[list[int]], valid_targets: torch.Tensor, cfg: EntityMeanConfig):
-        from ..training.trainer import TaskDefaults
-
         self.model, self.entities, self.targets, self.cfg = model, entities, targets, cfg
         self.valid_entities, self.valid_targets = valid_entities, valid_targets
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self._defaults = TaskDefaults()
 
     def order(self, n: int, epoch: int) -> list[int]:
         return torch.randperm(n, generator=self.gen).tolist()
@@ -130,22 +129,11 @@ class EntityMeanTask:
                 {"params": head, "lr": self.cfg.lr, "weight_decay": wd}]
 
     def history_row(self, epoch: int, steps: list, valid: dict) -> dict:
-        from ..training.trainer import mean_logs
-
         valid = {f"valid_{k}": v for k, v in valid.items()}
         if epoch < 0:
             return {"epoch": -1, "train_loss": float("nan"), **valid}
         return {"epoch": epoch, "train_loss": mean_logs(steps, weighted=True)["loss"],
                 "scale": float(self.model.log_scale.detach().exp()), **valid}
-
-    def state(self, model):
-        return self._defaults.state(model)
-
-    def load_state(self, model, state) -> None:
-        self._defaults.load_state(model, state)
-
-    def identity(self) -> dict:
-        return {}
 
 
 def train_entity_mean(encoder: nn.Module, train, valid, test, item_ids: Sequence[int], cfg: EntityMeanConfig
@@ -153,7 +141,6 @@ def train_entity_mean(encoder: nn.Module, train, valid, test, item_ids: Sequence
     """Train the entity-mean scorer on ``train`` (:class:`~mscrs_core.training.trainer.Trainer`, constant rate,
     no clipping), keep the epoch with the best validation Recall@10; returns (valid scores, test scores,
     history). ``encoder`` is trained in place (``graph_lr``)."""
-    from ..training.trainer import Trainer, TrainerConfig
     from .text_classifier import log_popularity
 
     if cfg.epochs < 1:

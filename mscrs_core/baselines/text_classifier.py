@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..training.trainer import TaskDefaults, Trainer, TrainerConfig, mean_logs
+
 CONTEXT_CACHE_NAME = "contexts-text-newest.safetensors"  # v2: newest tokens kept (v1: contexts-text.safetensors)
 
 
@@ -124,7 +126,7 @@ def log_popularity(train, item_ids: Sequence[int]) -> torch.Tensor:
     return torch.log(c / c.sum())
 
 
-class LinearHeadTask:
+class LinearHeadTask(TaskDefaults):
     """Cross-entropy of a linear head on fixed features for :class:`~mscrs_core.training.trainer.Trainer`:
     one AdamW group (weight decay on the bias too), the order drawn from one generator seeded once, the epoch
     with the best validation Recall@10 kept. The samples it trains on are row indices of ``x``."""
@@ -133,11 +135,8 @@ class LinearHeadTask:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, x_valid: torch.Tensor, y_valid: torch.Tensor, lr: float,
                  cfg: TextClassifierConfig):
-        from ..training.trainer import TaskDefaults
-
         self.x, self.y, self.x_valid, self.y_valid, self.lr, self.cfg = x, y, x_valid, y_valid, lr, cfg
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self._defaults = TaskDefaults()
 
     def order(self, n: int, epoch: int) -> list[int]:
         return torch.randperm(n, generator=self.gen).tolist()
@@ -163,23 +162,11 @@ class LinearHeadTask:
         return [{"params": list(model.parameters()), "lr": self.lr, "weight_decay": self.cfg.weight_decay}]
 
     def history_row(self, epoch: int, steps: list, valid: dict) -> dict:
-        from ..training.trainer import mean_logs
-
         return {"lr": self.lr, "epoch": epoch, "train_loss": mean_logs(steps, weighted=True)["loss"],
                 **{f"valid_{k}": v for k, v in valid.items()}}
 
-    def state(self, model):
-        return self._defaults.state(model)
-
-    def load_state(self, model, state) -> None:
-        self._defaults.load_state(model, state)
-
-    def identity(self) -> dict:
-        return {}
-
 
 def _fit(xtr, ytr, xva, yva, prior, n_items: int, lr: float, cfg: TextClassifierConfig):
-    from ..training.trainer import Trainer, TrainerConfig
 
     torch.manual_seed(cfg.seed)
     head = nn.Linear(xtr.shape[1], n_items)
