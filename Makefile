@@ -1,10 +1,12 @@
 # Two commands for a newcomer:
-#   make book   set up .venv, execute every chapter (default profile), render the HTML book (_build/html)
+#   make book   set up .venv, execute every chapter (default profile), render the HTML book (_build/html);
+#               make book PROFILE=full runs every sweep at full size (several hours on 2 CPU cores)
 #   make test   set up .venv, run pytest and nbval (every chapter under the smoke profile), then check the
 #               smoke runs' numbers against tests/goldens/smoke.json (make goldens regenerates them)
 # Data: $MSCRS_DATA, else ../shared/data. No model or data is downloaded at run time.
 
 PYTHON ?= python3
+PROFILE ?= default
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
@@ -34,7 +36,7 @@ $(STAMP): requirements.lock pyproject.toml
 # two sweep points at once, one torch thread each: faster than one after the other on 2 cores (sweep.py)
 chapters: export MSCRS_WORKERS ?= 2
 chapters: setup
-	$(PY) -m mscrs_core.cli book --profile default --book-only
+	$(PY) -m mscrs_core.cli book --profile $(PROFILE) --book-only --out build/book
 
 book: chapters
 	$(VENV)/bin/jupyter-book build . --keep-going

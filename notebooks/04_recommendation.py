@@ -42,6 +42,10 @@
 # all-equal score row gives Recall@10 = 10 / #items). Every row is also reported on two slices of the test
 # samples: those whose gold item was **already mentioned** earlier in the dialog, and those with a **new**
 # item, with the share of samples whose top-1 item is popularity's top-1.
+#
+# **What `make book` runs.** The `default` profile runs INSPIRED only, three seeds per trained model, each run
+# at full size; ReDial (one seed, on its partial training split) runs under the `full` profile
+# (`make book PROFILE=full`, several hours on 2 CPU cores), which reuses every INSPIRED run of this build.
 
 # %% tags=["parameters", "hide-cell"]
 profile = "default"  # the parameter profile each run executes under

@@ -19,6 +19,11 @@
 # chapter 3 executed by papermill with the point's parameters; the points are collected into one table and
 # plotted. Points that finished in an earlier (interrupted) build are loaded, not redone, and a point that
 # two figures share (MSCRS at k=10 with the paper's graphs) runs once.
+#
+# **What `make book` runs.** Every point is a full-size run with one seed (MSCRS and UniCRS at k=10 are chapter
+# 4's seed-0 runs). The `default` profile sweeps k over 5, 10 and 20 and leaves out the comparison of the
+# paper's graph prompt with the authors' code; the `full` profile (`make book PROFILE=full`) sweeps k over 5, 10,
+# 20, 30, 50 and 100 and runs the comparison too.
 
 # %% tags=["parameters", "hide-cell"]
 profile = "default"

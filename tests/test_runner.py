@@ -55,7 +55,7 @@ def test_toc_lists_the_book_chapters():
     # parts: the chapters (executed notebooks), then the reference pages (book/*.md)
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     notebooks = [f for f in files if f.startswith("build/")]
-    assert notebooks == [f"build/default/{c.name}" for c in runner.chapters(book_only=True)]
+    assert notebooks == [f"build/book/{c.name}" for c in runner.chapters(book_only=True)]
     assert all(f.startswith("book/") for f in files if f not in notebooks)
     assert {c.name for c in runner.chapters(book_only=True)} <= {c.name for c in runner.chapters()}
 

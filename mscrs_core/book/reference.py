@@ -70,7 +70,7 @@ def equations_page() -> str:
     for sec, title in SECTIONS.items():
         rows = [(n, eq) for n, eq in sorted(EQUATIONS.items()) if eq.section == sec]
         chapters = sorted({eq.chapter for _, eq in rows})
-        shown = " and ".join(f"{{doc}}`/build/default/{c}`" for c in chapters)
+        shown = " and ".join(f"{{doc}}`/build/book/{c}`" for c in chapters)
         lines += [f"## {sec} {title}", "", f"Shown beside their code in {shown}.", "",
                   "| Eq. | Equation, and the code that computes it |", "|---|---|"]
         for n, eq in rows:

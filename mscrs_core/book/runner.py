@@ -24,7 +24,7 @@ import yaml
 
 from ..data.files import project_root
 
-PROFILES = ("smoke", "default", "paper")
+PROFILES = ("smoke", "default", "full", "paper")
 
 
 class ParameterError(ValueError):
