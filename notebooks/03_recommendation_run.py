@@ -48,6 +48,9 @@ fuse_variant = "paper"
 rec_scope = "items"
 prompt_position = "suffix"  # "prefix" (Eq. 19) | "suffix" (context states computed once)
 readout = "last"  # Eq. (20): "last" (the last position's state, as the paper's text says) | "mean" (prompt states)
+context_encoder = "text_encoder"  # T_s (Eq. 17-18): "backbone_embeddings" | "text_encoder" (MiniLM as RoBERTa)
+context_text_dim = 384  # width of the text encoder features (MiniLM: 384)
+text_skip = True  # the skip path also carries the context text features (needs the text_encoder context_encoder)
 head = "cosine"  # "dot" (Eq. 23) | "cosine"
 init_scale = 10.0  # cosine head: initial logit scale
 item_bias = True
@@ -70,6 +73,7 @@ lr = 1e-3
 graph_lr = 1e-3  # the graph encoder's learning rate (R-GCN, LightGCN)
 entity_lr = 1e-5  # the entity table's learning rate
 head_lr = 1e-3  # the head's logit scale and item bias
+text_lr = 1e-3  # the maps of the context text features (the text_encoder context_encoder), every stage
 weight_decay = 0.0
 max_train_samples = 0
 max_eval_samples = 0
@@ -227,6 +231,12 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 #   last token's state is used; `readout="last"` (the default) does that. `readout="mean"` pools the output
 #   states of the soft prompt's positions instead (each of them attends to the whole context); an option
 #   (`-p readout '"mean"'`) that the default profile does not run.
+# * **T_s, the context's text** (`context_encoder`). Eq. (17)-(18) take T_s from RoBERTa over the context. By
+#   default T_s here is the mean of the frozen backbone's input embeddings over the context tokens (no second
+#   encoder). `context_encoder="text_encoder"` follows the paper: the frozen sentence encoder of chapter 2
+#   (all-MiniLM-L6-v2 in place of RoBERTa) encodes the newest context tokens and a trained linear layer maps its
+#   384 dimensions to the backbone's width; `text_skip=True` also adds those features, mapped into the entity
+#   space, to the path around the language model. An option the default profile does not run.
 # * **A bonus for items already mentioned** (`mention_bias=True`). An item the dialog has already named gets
 #   beta + gamma * r added to its logit (r: 1 for the latest first mention, smaller for earlier ones; beta and
 #   gamma are learned). A sixth of the test golds were mentioned before (the "mentioned" slice in chapter 4),

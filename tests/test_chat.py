@@ -251,3 +251,19 @@ def test_suffix_bf16_checkpoint_round_trip_and_dialogs(suffix_checkpoint, capsys
 def test_session_rejects_a_bad_top_k(checkpoint, top_k):
     with pytest.raises(ValueError, match="top_k: expected an integer >= 1"):
         ChatSession.load(checkpoint["dir"], top_k=top_k)
+
+
+def test_the_items_a_response_names_head_that_turns_recommendations(checkpoint, monkeypatch):
+    """The <movie> slots take the recommender's top items, and the turn lists those same items first (the items
+    join the mentioned ones only after the turn: they were once dropped from their own turn's list)."""
+    from mscrs_core.models import generate
+
+    session = ChatSession.load(checkpoint["dir"], top_k=4)
+    slots = [session.bundle.generator.placeholder_id] * 2
+    monkeypatch.setattr(generate, "generate_ids", lambda *a, **k: [slots])
+    turn = session.respond("I loved Movie 1-2")
+    assert turn.raw_response == "<movie><movie>" and len(turn.filled) == 2
+    assert turn.recommended[:2] == turn.filled
+    assert all(e in session.mentioned_items for e, _ in turn.filled)  # not recommended again next turn
+    nxt = session.respond("what else?")
+    assert not {e for e, _ in turn.filled} & {e for e, _ in nxt.recommended}

@@ -327,3 +327,37 @@ def test_a_conversation_config_saved_under_the_former_name_graph_variant_loads(s
     (d / "config.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"config\.json: ConversationConfig: field 'graph_prompt' given twice"):
         MSCRSGenerator.from_pretrained(d)
+
+
+def test_text_encoder_options_round_trip_and_a_reloaded_model_encodes_live_contexts(tmp_path):
+    """context_encoder="text_encoder" + text_skip: the two text maps are saved and restored; a reloaded model
+    has no feature table, so the chat ranker attaches the sentence encoder and encodes the live dialog."""
+    from mscrs_core.data.samples import Sample
+    from mscrs_core.features.context_text import ContextTextFeatures
+    from mscrs_core.models.collate import RecCollator
+    from mscrs_core.models.entity_table import EntityTable
+    from mscrs_core.models.generate import recommender_ranker
+    from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = build_reduced_tokenizer(["hello there", "what else", "i like scary movies"])
+    torch.manual_seed(0)
+    bb = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2))
+    bb.requires_grad_(False).eval()
+    model = MSCRSRecommender(EntityTable(12, 8), bb, torch.tensor([0, 2, 4]), tokenizer=tok, config=RecommenderConfig(
+        max_entities=4, n_entity_prompt=2, n_task_prompt=2, context_encoder="text_encoder", text_skip=True))
+    with torch.no_grad():
+        model.text_skip_map.weight.normal_()
+        model.projection.weight.normal_()
+    bb.save_pretrained(tmp_path / "bb")
+    loaded = MSCRSRecommender.from_pretrained(model.save_pretrained(tmp_path / "m", backbone_source=str(tmp_path / "bb")))
+    for name in ("text_projection.weight", "text_skip_map.weight"):
+        assert torch.equal(loaded.trainable_state_dict()[name], model.trainable_state_dict()[name])
+    assert loaded.context_features is None
+    dialog = Sample("chat", 1, (("seeker", "i like scary movies"),), (5,), "", None, ())
+    ranking = recommender_ranker(loaded, top=3)(dialog)
+    assert isinstance(loaded.context_features, ContextTextFeatures) and sorted(ranking) == [0, 2, 4]
+    features = loaded.context_features
+    scored = dict(dialog.__dict__, target=0)
+    batch = RecCollator(tok, max_length=32, max_entities=4, context_features=features)([Sample(**scored)])
+    assert torch.allclose(loaded.eval().score_items(batch), model.eval().score_items(batch), atol=1e-6)

@@ -349,3 +349,82 @@ def test_mention_bias_adds_beta_plus_gamma_recency_to_mentioned_items_only(token
     loss.backward()
     assert on.mention_weight.grad is not None and on.mention_recency.grad is not None
     assert not RecommenderConfig.paper().mention_bias
+
+
+# ------------------------------------------------------------------ T_s from a text encoder (context_encoder)
+
+
+class FakeContextFeatures:
+    """samples -> fixed features (4-d), keyed by dialog id, counting calls (a stand-in for ContextTextFeatures)."""
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(3)
+        self.table = {d: torch.randn(4, generator=g) for d in ("d1", "d2", "d3")}
+
+    def __call__(self, batch_samples):
+        return torch.stack([self.table[s.dialog_id] for s in batch_samples])
+
+
+def text_model(tokenizer, **kw):
+    cfg = RecommenderConfig(max_entities=4, n_entity_prompt=3, n_task_prompt=2, context_encoder="text_encoder",
+                            context_text_dim=4, **kw)
+    return make_model(tokenizer, config=cfg).eval()
+
+
+def test_collator_writes_the_context_features(tokenizer):
+    feats = FakeContextFeatures()
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4, context_features=feats)(samples())
+    assert torch.equal(batch["context_text"], torch.stack([feats.table[d] for d in ("d1", "d2", "d3")]))
+    assert "context_text" not in RecCollator(tokenizer, max_length=32, max_entities=4)(samples())
+
+
+def test_text_encoder_t_s_is_the_mapped_features_and_reaches_the_prompt(tokenizer):
+    """context_encoder="text_encoder": T_s = W_T x_s (not the mean input embedding), V_hat = V_tilde + T_s, and
+    the scores move with x_s; a batch without the features is refused with a message that says what is missing."""
+    model = text_model(tokenizer)
+    feats = FakeContextFeatures()
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4, context_features=feats)(samples())
+    seen = {}
+    hook = model.prompt_encoder.register_forward_hook(lambda m, a, out: seen.setdefault("out", out))
+    with torch.no_grad():
+        model.projection.weight.normal_()  # let the LM term reach the score
+        scores = model.score_items(batch)
+    hook.remove()
+    expected = model.text_projection(batch["context_text"])
+    assert torch.allclose(seen["out"].text_embedding, expected, atol=1e-6)
+    assert torch.allclose(seen["out"].prompt[:, :3], seen["out"].entity_prompt + expected[:, None], atol=1e-5)
+    other = dict(batch, context_text=batch["context_text"].flip(0))
+    with torch.no_grad():
+        assert not torch.allclose(model.score_items(other), scores)
+    with pytest.raises(ValueError, match="context_text"):
+        model.score_items(RecCollator(tokenizer, max_length=32, max_entities=4)(samples()))
+
+
+def test_text_skip_starts_at_zero_then_carries_the_text_around_the_lm(tokenizer):
+    """text_skip: zero-initialised, so the untrained model is the entity-mean scorer exactly; once W_t moves, the
+    closed-LM output (the warm-up's model) depends on the text, also for a dialog without any entity."""
+    plain = make_model(tokenizer).eval()
+    model = text_model(tokenizer, text_skip=True)
+    batch = RecCollator(tokenizer, max_length=32, max_entities=4, context_features=FakeContextFeatures())(samples())
+    model.close_lm_path()
+    plain.close_lm_path()
+    with torch.no_grad():
+        assert torch.allclose(model.score_items(batch), plain.score_items(batch), atol=1e-6)
+        model.text_skip_map.weight.normal_()
+        moved = model.score_items(batch)
+        r_hat, _, table = model.encode(batch)
+    assert not torch.allclose(moved[2], plain.score_items(batch)[2])  # d3 has no entity: the text alone moves it
+    m = batch["entity_mask"].unsqueeze(-1).float()
+    mean = (table[batch["entity_ids"]] * m).sum(1) / m.sum(1).clamp_min(1)
+    assert torch.allclose(r_hat, mean + model.text_skip_map(batch["context_text"]), atol=1e-6)
+
+
+def test_text_options_are_checked():
+    with pytest.raises(ValueError, match="context_encoder"):
+        RecommenderConfig(context_encoder="roberta")
+    with pytest.raises(ValueError, match="text_skip"):
+        RecommenderConfig(text_skip=True)  # needs the text encoder's features
+    with pytest.raises(ValueError, match="text_skip"):
+        RecommenderConfig(text_skip=True, context_encoder="text_encoder", entity_skip=False)
+    with pytest.raises(ValueError, match="context_text_dim"):
+        RecommenderConfig(context_encoder="text_encoder", context_text_dim=0)

@@ -12,7 +12,8 @@ from mscrs_core.models.recommender import RecommenderConfig
 
 #: the digests of the default runs, whose folders hold the book's finished results: a refactor that changes them
 #: makes every chapter recompute (hours), so they are pinned; change them only with the runs' configuration
-DEFAULT_DIGESTS = {RecRunConfig: "31268a2caf7c", ConversationRunConfig: "6e0cb44b2202"}
+#: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3)
+DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "6e0cb44b2202"}
 
 
 @pytest.mark.parametrize("cls", [RecRunConfig, ConversationRunConfig])
@@ -22,10 +23,13 @@ def test_default_run_digests_are_stable(cls):
 
 def test_the_model_section_is_the_models_own_config():
     cfg = RecRunConfig()
-    assert isinstance(cfg.recommender, RecommenderConfig) and cfg.recommender == RecommenderConfig()
-    # every model default is written once, in RecommenderConfig: the run reads it from there
+    # every model default is written once, in RecommenderConfig: the run reads it from there, except the two
+    # fields the run's recipe sets (run_recommender_config: T_s from the sentence encoder, chosen on validation)
+    run_choice = {"context_encoder": "text_encoder", "text_skip": True}
+    assert isinstance(cfg.recommender, RecommenderConfig)
+    assert cfg.recommender == dataclasses.replace(RecommenderConfig(), **run_choice)
     for f in dataclasses.fields(RecommenderConfig):
-        assert getattr(cfg, f.name) == getattr(RecommenderConfig(), f.name)
+        assert getattr(cfg, f.name) == run_choice.get(f.name, getattr(RecommenderConfig(), f.name))
     assert isinstance(ConversationRunConfig().conversation, ConversationConfig)
 
 
@@ -59,9 +63,21 @@ def test_fields_added_later_enter_the_digest_only_away_from_their_default():
     assert "tau" not in base.identity() and "n_task_prompt" in base.identity()
     assert RecRunConfig.of(tau=0.1).digest() != base.digest()
     assert RecRunConfig.of(n_task_prompt=20).digest() != base.digest()
-    # a record written before the field existed reads back as the default
+    # a record written before the field existed reads back as what its run did: the default, or the legacy value
+    # of a field whose default changed since (DIGEST_LEGACY_VALUES)
     old = {k: v for k, v in base.flat().items() if k not in RecRunConfig.DIGEST_SINCE_DEFAULTS}
-    assert RecRunConfig.from_record(old) == base
+    then = RecRunConfig.of(**RecRunConfig.DIGEST_LEGACY_VALUES)
+    assert RecRunConfig.from_record(old) == then and then != base
+
+
+def test_a_changed_default_gets_a_new_digest_and_the_old_runs_keep_theirs():
+    """T_s from the text encoder became the run's default after runs without it were recorded: the new default
+    must not share their folders (they would be loaded as its results), and the old configuration keeps its
+    digest."""
+    legacy = RecRunConfig.of(context_encoder="backbone_embeddings", text_skip=False)
+    assert legacy.digest() == "31268a2caf7c"  # the runs recorded before the change
+    assert RecRunConfig().digest() != legacy.digest()
+    assert "context_encoder" in RecRunConfig().identity() and "context_encoder" not in legacy.identity()
 
 
 def test_a_section_starts_from_the_runs_defaults_not_the_section_classs():

@@ -22,15 +22,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+# the context features moved to features/context_text.py (the recommender's T_s reads them too); the names stay
+from ..features.context_text import (CONTEXT_CACHE_NAME, cached_contexts, context_string,  # noqa: F401
+                                     context_texts, encode_contexts, newest_tokens_text)
 from ..training.trainer import TaskDefaults, Trainer, TrainerConfig, mean_logs
 
-CONTEXT_CACHE_NAME = "contexts-text-newest.safetensors"  # v2: newest tokens kept (v1: contexts-text.safetensors)
 
 
 @dataclass(frozen=True)
@@ -44,78 +45,6 @@ class TextClassifierConfig:
     init_std: float = 0.01  # std of the initial weight (bias: log popularity)
     batch_size: int = 128
     seed: int = 0
-
-
-def context_string(sample) -> str:
-    return " ".join(f"{'User' if r == 'seeker' else 'System'}: {t}" for r, t in sample.context)
-
-
-def newest_tokens_text(text: str, tokenizer, budget: int) -> str:
-    """The end of ``text`` that the tokenizer turns into at most ``budget`` tokens (special tokens excluded).
-
-    Tokenizes the whole text, keeps the last ``budget`` tokens, moves the cut forward to a word start (a
-    word piece such as ``##ing`` would re-tokenize differently) and returns the original characters from
-    there (fast tokenizers' offsets; else the decoded tokens), so the encoder sees the newest turns instead
-    of the oldest. Re-tokenizing the result is checked against the budget.
-    """
-    if budget < 1:
-        raise ValueError(f"budget: expected >= 1 tokens, got {budget}")
-    fast = getattr(tokenizer, "is_fast", False)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=fast, verbose=False)  # long: no warning
-    ids = enc["input_ids"]
-    if len(ids) <= budget:
-        return text
-    words = enc.word_ids() if fast else None
-    start = len(ids) - budget
-    while start < len(ids):
-        if fast:
-            while 0 < start < len(ids) and words[start] is not None and words[start] == words[start - 1]:
-                start += 1
-            out = text[enc["offset_mapping"][start][0]:] if start < len(ids) else ""
-        else:
-            while start < len(ids) and tokenizer.convert_ids_to_tokens(ids[start]).startswith("##"):
-                start += 1
-            out = tokenizer.decode(ids[start:], clean_up_tokenization_spaces=False).strip()
-        if len(tokenizer(out, add_special_tokens=False)["input_ids"]) <= budget:
-            return out
-        start += 1
-    return ""
-
-
-def context_texts(samples: Sequence, encoder, max_length: int) -> list[str]:
-    """Each sample's context string, cut to its newest ``max_length - 2`` tokens of ``encoder.tokenizer``."""
-    cache: dict[str, str] = {}
-    out = []
-    for s in samples:
-        full = context_string(s)
-        if full not in cache:
-            cache[full] = newest_tokens_text(full, encoder.tokenizer, max_length - 2)
-        out.append(cache[full])
-    return out
-
-
-def encode_contexts(samples: Sequence, cfg: TextClassifierConfig, cache_path: str | os.PathLike,
-                    encoder=None) -> torch.Tensor:
-    """[len(samples), d] frozen-encoder features of the newest context tokens, cached at ``cache_path``."""
-    from ..features import TextEncoder
-
-    enc = encoder or TextEncoder(cfg.encoder, max_length=cfg.max_length)
-    texts = context_texts(samples, enc, cfg.max_length)
-    keys: dict[str, str] = {}
-    for t in texts:
-        keys.setdefault(t, f"c{len(keys)}")
-    table = enc.encode_cached({k: t for t, k in keys.items()}, cache_path)
-    idx = table.index()
-    if not texts:
-        return torch.zeros(0, table.features.shape[1] if table.features.ndim == 2 else enc.dim)
-    return torch.stack([table.features[idx[keys[t]]] for t in texts])
-
-
-def cached_contexts(samples: Sequence, cfg: TextClassifierConfig, cache_dir: str | os.PathLike) -> torch.Tensor:
-    """:func:`encode_contexts` through the classifier's feature file in ``cache_dir`` (created if missing)."""
-    cache = Path(cache_dir)
-    cache.mkdir(parents=True, exist_ok=True)
-    return encode_contexts(samples, cfg, cache / CONTEXT_CACHE_NAME)
 
 
 def log_popularity(train, item_ids: Sequence[int]) -> torch.Tensor:

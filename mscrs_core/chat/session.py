@@ -88,7 +88,9 @@ class ChatSession:
         ranking = self.rank(sample) if self.rank else []
         batch = gen.make_collator(generation=True)([sample])
         raw = decode(gen.tokenizer, generate_ids(gen, batch, self.generation)[0])
-        excl = self.mentioned_items if self.exclude_mentioned else ()
+        # a snapshot: the items this response names join mentioned_items below, and must still be listed as
+        # this turn's recommendations
+        excl = tuple(self.mentioned_items) if self.exclude_mentioned else ()
         text, used = fill_placeholders(raw, ranking, name, gen.config.placeholder, excl)
         enh = gen.enhanced(sample)
         retrieved = []

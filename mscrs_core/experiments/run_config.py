@@ -23,13 +23,17 @@ class RunConfig:
     A run's identity must survive renames and additions, or every finished result of a book would be
     recomputed after a refactor: :attr:`DIGEST_NAMES` maps a renamed field to the name the digest has always
     used, and a field listed in :attr:`DIGEST_SINCE_DEFAULTS` (added after runs were recorded) enters the digest
-    only when it is set away from its default (the default reproduces what the runs before it did).
+    only when it is set away from the value that reproduces what the runs before it did: its default, or, for a
+    field whose default changed after it was added, its entry in :attr:`DIGEST_LEGACY_VALUES` (so a new default
+    gets new digests, and the finished runs of the old one are never taken for runs of the new).
     """
 
     #: field name -> the name under which the digest (and older result files) know it
     DIGEST_NAMES: ClassVar[dict[str, str]] = {}
     #: fields that enter the digest only when they differ from their default
     DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = ()
+    #: fields of DIGEST_SINCE_DEFAULTS whose default changed: the value the runs recorded before them had
+    DIGEST_LEGACY_VALUES: ClassVar[dict[str, Any]] = {}
     #: the fields that are sections (dataclasses of their own); their fields are the flat parameter names
     SECTIONS: ClassVar[tuple[str, ...]] = ()
 
@@ -115,9 +119,9 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """What :meth:`digest` hashes: :meth:`flat` under the digest's names, later fields only when set."""
-        defaults = type(self)().flat()
+        legacy = {**type(self)().flat(), **self.DIGEST_LEGACY_VALUES}
         return {self.DIGEST_NAMES.get(k, k): v for k, v in self.flat().items()
-                if not (k in self.DIGEST_SINCE_DEFAULTS and v == defaults[k])}
+                if not (k in self.DIGEST_SINCE_DEFAULTS and v == legacy[k])}
 
     def digest(self) -> str:
         """12 hex digits of the SHA-256 of :meth:`identity` (sorted JSON): equal configurations, equal digests."""
@@ -127,7 +131,9 @@ class RunConfig:
     def from_record(cls, config: dict[str, Any]):
         """The configuration a ``result.json`` recorded (older names and missing later fields accepted)."""
         back = {v: k for k, v in cls.DIGEST_NAMES.items()}
-        return cls.from_params({back.get(k, k): v for k, v in config.items()})
+        params = {back.get(k, k): v for k, v in config.items()}
+        # a field the record predates had the value the runs of that time ran with, not today's default
+        return cls.from_params({**{k: v for k, v in cls.DIGEST_LEGACY_VALUES.items() if k not in params}, **params})
 
     # -- sweep scheduling hooks (mscrs_core.experiments.sweep) ---------------------------------------------------
     def shared_caches(self) -> tuple[tuple, ...]:

@@ -12,7 +12,8 @@ Batch (a dict of tensors, so ``accelerate`` can move it):
     mentioned_ids [B, M] and mentioned_mask [B, M]: the items already mentioned in the context in order of first
         mention (``sample.mentioned_items``; RIGHT-aligned, so the newest is last; pad id 0 + mask; M >= 1), read by
         the recommender's mention bias (:class:`~mscrs_core.models.recommender.RecommenderConfig`);
-    labels [B]: target entity ids.
+    labels [B]: target entity ids;
+    context_text [B, d] (only with ``context_features``): the context's sentence-encoder features.
 """
 from __future__ import annotations
 
@@ -57,11 +58,13 @@ class RecCollator:
         max_entities: q, entity slots (UniCRS/MSCRS use 32).
         include_response: append the response text (pre-training, as UniCRS does).
         cache: memoise the tokenisation of each sample (samples are frozen dataclasses, so hashable).
+        context_features: ``samples -> Tensor[B, d]`` (e.g. :class:`~mscrs_core.features.context_text.ContextTextFeatures`),
+            written to ``batch["context_text"]``; the recommender's T_s reads it (``context_encoder="text_encoder"``).
     """
 
     def __init__(
         self, tokenizer: Any, *, max_length: int = 200, max_entities: int = 32,
-        include_response: bool = False, cache: bool = True,
+        include_response: bool = False, cache: bool = True, context_features: Any = None,
     ):
         if max_length < 1 or max_entities < 1:
             raise ValueError(f"max_length/max_entities: expected >= 1, got {max_length}/{max_entities}")
@@ -69,6 +72,7 @@ class RecCollator:
             raise ValueError("tokenizer: expected eos_token and pad_token to be set (load_backbone sets pad=eos)")
         self.tokenizer, self.max_length, self.max_entities = tokenizer, max_length, max_entities
         self.include_response = include_response
+        self.context_features = context_features
         self._cache: dict[Any, list[int]] | None = {} if cache else None
 
     def token_ids(self, sample: SampleLike) -> list[int]:
@@ -114,6 +118,9 @@ class RecCollator:
         if any(s.target is None for s in samples):
             raise ValueError("samples: every sample needs an entity id as target (conversation samples have none)")
         labels = torch.tensor([int(s.target) for s in samples], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "entity_ids": entity_ids,
-                "entity_mask": entity_mask, "mentioned_ids": mentioned_ids, "mentioned_mask": mentioned_mask,
-                "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "entity_ids": entity_ids,
+                 "entity_mask": entity_mask, "mentioned_ids": mentioned_ids, "mentioned_mask": mentioned_mask,
+                 "labels": labels}
+        if self.context_features is not None:
+            batch["context_text"] = self.context_features(samples)
+        return batch

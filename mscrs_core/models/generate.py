@@ -281,8 +281,13 @@ def recommender_ranker(recommender, *, max_length: int = 200, top: int = 50) -> 
     """
     from mscrs_core.models.collate import RecCollator
 
+    features = getattr(recommender, "context_features", None)
+    if features is None and recommender.config.context_encoder == "text_encoder":  # a reloaded model: encode live
+        from mscrs_core.features.context_text import ContextTextFeatures
+
+        features = recommender.context_features = ContextTextFeatures()
     collator = RecCollator(recommender.tokenizer, max_length=max_length,
-                           max_entities=recommender.prompt_encoder.max_entities)
+                           max_entities=recommender.prompt_encoder.max_entities, context_features=features)
     item_ids = recommender.item_ids
     dummy = int(item_ids[0])
 

@@ -5,10 +5,12 @@ d entity dim, H backbone hidden size (the paper's d_c).
 
 Choices (documented deviations):
 
-* T_s (the paper uses RoBERTa): the mean of the frozen backbone's INPUT embeddings over the real tokens of the
-  context s. It costs nothing extra, lives in the backbone's space already (so Eq. 17's W2 targets H) and keeps
-  the whole model to one frozen network. It is a single vector per dialog, added to every entity-prompt
-  position in V_hat = V_tilde + T_s.
+* T_s (the paper uses RoBERTa): by default the mean of the frozen backbone's INPUT embeddings over the real
+  tokens of the context s. It costs nothing extra, lives in the backbone's space already (so Eq. 17's W2 targets
+  H) and keeps the whole model to one frozen network. The caller may pass its own T_s (``text_states``): the
+  recommender's ``context_encoder="text_encoder"`` maps a frozen sentence encoder's features of the context to
+  H, the paper's route. Either way it is a single vector per dialog, added to every entity-prompt position in
+  V_hat = V_tilde + T_s.
 * Eq. 17 with a fixed q: entity slots are RIGHT-aligned (slot q-1 is the most recent mention), padded slots are
   zeroed, so W1's columns mean "k-th most recent entity" for every dialog.
 * Eq. 18 needs one vector per side: V_tilde is mean-pooled over its p positions; both sides are L2-normalised
@@ -125,7 +127,8 @@ class PromptEncoder(nn.Module):
         return ((den_t - pos) + (den_v - pos)).mean()
 
     def forward(
-        self, entity_embeds: Tensor, entity_mask: Tensor, token_embeds: Tensor, attention_mask: Tensor
+        self, entity_embeds: Tensor, entity_mask: Tensor, token_embeds: Tensor, attention_mask: Tensor,
+        text_states: Tensor | None = None,
     ) -> PromptOutput:
         """Build [V_hat; O_rec] (the soft part of Eq. 19) and L_fuse.
 
@@ -134,9 +137,11 @@ class PromptEncoder(nn.Module):
             entity_mask: [B, q], True for real entities.
             token_embeds: the backbone's input embeddings of the context tokens, [B, L, H].
             attention_mask: [B, L], 1 for real tokens.
+            text_states: T_s given by the caller, [B, H] (a text encoder's features of the context, mapped to H);
+                None: :meth:`text_embedding` of ``token_embeds``.
         """
         v_tilde = self.entity_prompt(entity_embeds, entity_mask)
-        t_s = self.text_embedding(token_embeds, attention_mask)
+        t_s = self.text_embedding(token_embeds, attention_mask) if text_states is None else text_states
         fuse = self.fuse_loss(v_tilde, t_s)
         v_hat = v_tilde + t_s.unsqueeze(1)  # V_hat = V_tilde + T_s
         task = self.task_prompt.unsqueeze(0).expand(v_hat.shape[0], -1, -1).to(v_hat.dtype)

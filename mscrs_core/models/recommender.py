@@ -39,6 +39,7 @@ REC_SCOPES = ("items", "all_entities")
 TASKS = ("rec", "pretrain")
 HEADS = ("dot", "cosine")
 READOUTS = ("last", "mean")
+CONTEXT_ENCODERS = ("backbone_embeddings", "text_encoder")
 
 
 @dataclass
@@ -65,6 +66,10 @@ class RecommenderConfig:
       to trust a repetition, where the ``copy_context`` reference trusts it absolutely.
     * ``prompt_position="suffix"``: [s; V_hat; O_rec] instead of Eq. (19)'s [V_hat; O_rec; s], so the context's
       key/value states are computed once without gradient (:mod:`~mscrs_core.models.context_states`).
+    * ``context_encoder="text_encoder"``: T_s (Eq. 17-18) from a frozen sentence encoder over the newest context
+      tokens, as the paper's RoBERTa (here all-MiniLM-L6-v2, 384-d, mapped to the backbone's width by a trained
+      linear layer); the default ``"backbone_embeddings"`` averages the backbone's input embeddings instead.
+      ``text_skip=True`` adds the same features, mapped into the entity space, to the skip path.
     * ``readout``: Eq. (20) writes ``Pooling(F(r_s))`` and the text says the last token's state is used
       (``"last"``, the default). ``"mean"`` pools the output states of the soft prompt's positions instead: in
       either order every prompt position attends to the whole context, so the mean reads what all of them
@@ -87,6 +92,15 @@ class RecommenderConfig:
     mention_bias: bool = True
     mention_init: float = 2.0  # beta's start; gamma starts at half of it
     prompt_position: str = "suffix"  # "prefix" (Eq. 19) | "suffix"
+    # T_s of Eq. (17)-(18) (the paper: RoBERTa over the context): "backbone_embeddings" (the mean of the frozen
+    # backbone's input embeddings; no extra encoder) | "text_encoder" (a frozen sentence encoder's features of the
+    # newest context tokens, batch["context_text"], mapped to the backbone's width by a trained linear layer)
+    context_encoder: str = "backbone_embeddings"
+    context_text_dim: int = 384  # width of batch["context_text"] (all-MiniLM-L6-v2: 384; RoBERTa-base: 768)
+    # with entity_skip and context_encoder="text_encoder": the skip path also carries W_t T_s (a trained linear map
+    # of the text features into the entity space, zero-initialised), so the context's words reach the score
+    # without having to survive the language model, as its entities do
+    text_skip: bool = False
     # Eq. (20)'s Pooling: "last" (the paper's text: "the last token representation") | "mean" (the mean over the
     # soft prompt's output states, which all attend to the whole context)
     readout: str = "last"
@@ -102,6 +116,12 @@ class RecommenderConfig:
             raise ValueError(f"fuse_weight: expected >= 0, got {self.fuse_weight}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout: expected one of {READOUTS}, got {self.readout!r}")
+        if self.context_encoder not in CONTEXT_ENCODERS:
+            raise ValueError(f"context_encoder: expected one of {CONTEXT_ENCODERS}, got {self.context_encoder!r}")
+        if self.context_text_dim < 1:
+            raise ValueError(f"context_text_dim: expected >= 1, got {self.context_text_dim}")
+        if self.text_skip and (self.context_encoder != "text_encoder" or not self.entity_skip):
+            raise ValueError("text_skip: needs context_encoder='text_encoder' and entity_skip=True")
         if self.init_scale <= 0:
             raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
         if self.lm_scale <= 0:
@@ -197,6 +217,13 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
             n_task_prompt=config.n_task_prompt, tau=config.tau, fuse_variant=config.fuse_variant,
             embedding_std=emb_std,
         )
+        if config.context_encoder == "text_encoder":  # T_s = W_T x_s, x_s the sentence encoder's features
+            self.text_projection = nn.Linear(config.context_text_dim, hidden)
+        if config.text_skip:  # zero at the start: the skip path begins as the entity mean alone
+            self.text_skip_map = nn.Linear(config.context_text_dim, entity_dim)
+            nn.init.zeros_(self.text_skip_map.weight)
+            nn.init.zeros_(self.text_skip_map.bias)
+        self.context_features = None  # samples -> [B, context_text_dim] (context_encoder="text_encoder"), for collators
         self.projection = nn.Linear(hidden, entity_dim)  # r_hat in R^d (Eq. 20) to score against E_final
         if config.zero_init_projection:
             nn.init.zeros_(self.projection.weight)
@@ -265,10 +292,16 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         mask = batch["attention_mask"]
         token_embeds = self.backbone.get_input_embeddings()(batch["input_ids"])
         v_s = table[ids]
-        out = self.prompt_encoder(v_s, batch["entity_mask"], token_embeds.float(), mask)
+        text = None
+        if self.config.context_encoder == "text_encoder":
+            if "context_text" not in batch:
+                raise ValueError("batch: context_encoder='text_encoder' needs batch['context_text'] (a RecCollator "
+                                 "with context_features, e.g. model.context_features)")
+            text = batch["context_text"].float()
+        out = self.prompt_encoder(v_s, batch["entity_mask"], token_embeds.float(), mask,
+                                  text_states=None if text is None else self.text_projection(text))
         if not self.lm_path:
-            m = batch["entity_mask"].unsqueeze(-1).to(v_s.dtype)
-            return (v_s * m).sum(1) / m.sum(1).clamp_min(1.0), out.fuse_loss, table
+            return self.skip_path(v_s, batch["entity_mask"], text), out.fuse_loss, table
         if self.config.prompt_position == "prefix":
             embeds, full_mask, positions = assemble_inputs(out.prompt, token_embeds, mask)
             hidden = decoder_of(self.backbone)(
@@ -296,9 +329,17 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         else:
             r_hat = self.projection(hidden[:, -1].float())  # last position (a real token or the prompt's end), Eq. (20)
         if self.config.entity_skip:
-            m = batch["entity_mask"].unsqueeze(-1).to(v_s.dtype)
-            r_hat = self.config.lm_scale * r_hat + (v_s * m).sum(1) / m.sum(1).clamp_min(1.0)
+            r_hat = self.config.lm_scale * r_hat + self.skip_path(v_s, batch["entity_mask"], text)
         return r_hat, out.fuse_loss, table
+
+    def skip_path(self, v_s: Tensor, entity_mask: Tensor, text: Tensor | None) -> Tensor:
+        """The path around the language model (``entity_skip``): the mean of the context's entity rows, plus
+        W_t x_s when ``text_skip`` (x_s the context's sentence-encoder features). [B, d]."""
+        m = entity_mask.unsqueeze(-1).to(v_s.dtype)
+        skip = (v_s * m).sum(1) / m.sum(1).clamp_min(1.0)
+        if self.config.text_skip:
+            skip = skip + self.text_skip_map(text)
+        return skip
 
     def mention_bonus(self, batch: dict[str, Tensor], item_axis: bool, width: int) -> Tensor | None:
         """[B, width] logit bonus of the items already mentioned (``mention_bias``): beta + gamma * r, where r is

@@ -46,6 +46,7 @@ class TrainConfig:
     graph_lr: float | None = None  # learning rate of ``graph_encoder.*`` parameters (R-GCN, LightGCN); None: lr
     entity_lr: float | None = None  # the entity table's (``*.node_embeds``) own rate; None: graph_lr
     head_lr: float | None = None  # the scoring head's scale and item bias; None: lr
+    text_lr: float | None = None  # the maps of the context's text features (text_projection, text_skip_map); None: lr
     weight_decay: float = 0.0
     warmup_steps: int | None = None
     warmup_ratio: float = 0.1
@@ -133,9 +134,12 @@ def evaluate(model: nn.Module, samples: Sequence, collator: RecCollator, *, task
 
 
 def recommender_param_groups(model: nn.Module, lr: float, weight_decay: float, graph_lr: float | None = None,
-                             entity_lr: float | None = None, head_lr: float | None = None) -> list[dict]:
+                             entity_lr: float | None = None, head_lr: float | None = None,
+                             text_lr: float | None = None) -> list[dict]:
     """AdamW groups: no weight decay on vectors and norms; ``graph_lr`` for the graph encoder's layers,
-    ``entity_lr`` for its entity table (``*.node_embeds``) and ``head_lr`` for the head's scalars and biases.
+    ``entity_lr`` for its entity table (``*.node_embeds``), ``head_lr`` for the head's scalars and biases and
+    ``text_lr`` for the maps of the context's sentence-encoder features (``context_encoder="text_encoder"``:
+    384 inputs of norm about one, so a rate that suits the prompt moves their output, and overfits, fast).
 
     Why a separate rate for the table: it starts at the authors' Xavier scale (about 0.011 for 17k entities at
     d = 64, a row norm near 0.09), and Adam moves every row that gets a gradient by about its rate per step in
@@ -147,17 +151,19 @@ def recommender_param_groups(model: nn.Module, lr: float, weight_decay: float, g
         raise ValueError("model: no trainable parameters")
     graph_rate = graph_lr if graph_lr is not None else lr
     rates = {"other": lr, "graph": graph_rate, "table": entity_lr if entity_lr is not None else graph_rate,
-             "head": head_lr if head_lr is not None else lr}
+             "head": head_lr if head_lr is not None else lr, "text": text_lr if text_lr is not None else lr}
 
     def kind(name: str) -> str:
         if name in ("log_scale", "item_bias", "mention_weight", "mention_recency"):
             return "head"
+        if name.startswith(("text_projection.", "text_skip_map.")):
+            return "text"
         if not name.startswith("graph_encoder."):
             return "other"
         return "table" if name.endswith("node_embeds") else "graph"
 
     groups = []
-    for group in ("other", "graph", "table", "head"):
+    for group in ("other", "graph", "table", "head", "text"):
         groups += decay_groups([(n, p) for n, p in params if kind(n) == group], weight_decay, rates[group])
     return [g for g in groups if g["params"]]
 
@@ -188,7 +194,7 @@ class RecommendationTask(TaskDefaults):
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         c = self.config
-        return recommender_param_groups(model, c.lr, c.weight_decay, c.graph_lr, c.entity_lr, c.head_lr)
+        return recommender_param_groups(model, c.lr, c.weight_decay, c.graph_lr, c.entity_lr, c.head_lr, c.text_lr)
 
     def history_row(self, epoch: int, steps: list, valid: dict[str, float]) -> dict[str, Any]:
         logs = mean_logs(steps)
@@ -197,9 +203,12 @@ class RecommendationTask(TaskDefaults):
 
     def identity(self) -> dict[str, Any]:
         c = self.config
-        return {"task": c.task, "lr": c.lr, "graph_lr": c.graph_lr, "entity_lr": c.entity_lr, "head_lr": c.head_lr,
-                "weight_decay": c.weight_decay, "select_metric": c.select_metric,
-                "collator": [self.collator.max_length, self.collator.include_response]}
+        out = {"task": c.task, "lr": c.lr, "graph_lr": c.graph_lr, "entity_lr": c.entity_lr, "head_lr": c.head_lr,
+               "weight_decay": c.weight_decay, "select_metric": c.select_metric,
+               "collator": [self.collator.max_length, self.collator.include_response]}
+        if c.text_lr is not None:  # added later: absent, the checkpoints of earlier runs still resume
+            out["text_lr"] = c.text_lr
+        return out
 
 
 def default_collator(model: nn.Module, config: TrainConfig) -> RecCollator:

@@ -154,13 +154,28 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
         model.init_item_bias(popularity)
     encoder = model.graph_encoder
     q = model.prompt_encoder.max_entities
-    collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=q)
-    pre_collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=q, include_response=True)
     pre_train = pre_valid = []
     if cfg.pretrain_epochs > 0:
         pre_train = subsample(pretrain_samples(ds.dialogs("train")), cfg.pretrain_max_samples)
         pre_valid = subsample(pretrain_samples(ds.dialogs("valid")), max(cfg.pretrain_max_samples // 5, 1)
                                if cfg.pretrain_max_samples else 0)
+    features = None
+    if model.config.context_encoder == "text_encoder":  # T_s from the sentence encoder (Sec. 4.3's RoBERTa)
+        from ...features.context_text import CONTEXT_CACHE_NAME, ContextTextFeatures
+
+        features = ContextTextFeatures(max_length=cfg.text_max_length)
+        if features.dim != model.config.context_text_dim:
+            raise ValueError(f"context_text_dim {model.config.context_text_dim} != the text encoder's width "
+                             f"{features.dim}")
+        # train + valid + test in one file: the text classifier's own feature file (the same samples, in order)
+        features.precompute(list(train) + list(valid) + list(test), cache / f"{cfg.dataset}-contexts" /
+                            CONTEXT_CACHE_NAME)
+        features.precompute(list(pre_train) + list(pre_valid), cache / f"{cfg.dataset}-contexts" /
+                            f"pretrain-{cfg.pretrain_max_samples}-{CONTEXT_CACHE_NAME}")
+        model.context_features = features
+    collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=q, context_features=features)
+    pre_collator = RecCollator(tokenizer, max_length=cfg.max_length, max_entities=q, include_response=True,
+                               context_features=features)
     t_bank = time.perf_counter()
     if cfg.prompt_position == "suffix":
         bank = context_bank_for(model, collator, {"train": train, "valid": valid, "test": test},
@@ -191,7 +206,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
         # after a warm-up the graph side, head and biases are trained: the LM stage learns what the language
         # model adds on top of them (lm_trains="prompt") instead of re-fitting them beside a new, noisy term
         frozen = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(
-            ("prompt_encoder.", "projection."))] if warm is not None and cfg.lm_trains == "prompt" else []
+            ("prompt_encoder.", "projection.", "text_projection."))] if warm is not None and cfg.lm_trains == "prompt" else []
         for p in frozen:
             p.requires_grad_(False)
         try:
