@@ -97,3 +97,10 @@ def test_conversation_run_resolves_its_decoding():
     assert ConversationRunConfig.of(max_new_tokens=8).decoding.generation_config(17).min_new_tokens == 8
     train = cfg.training.trainer("/tmp/x", seed=3)
     assert (train.epochs, train.batch_size, train.lr, train.seed) == (1, 16, 1e-2, 3)
+
+
+def test_no_output_folder_means_none_not_a_folder_named_none():
+    """trainer(None) / stage(..., None) keep the weights in memory; str(None) once wrote a folder "None/"."""
+    assert ConversationRunConfig().training.trainer(None, 0).output_dir is None
+    assert RecRunConfig().training.stage("rec", None, seed=0, max_length=64, progress=False).output_dir is None
+    assert RecRunConfig().training.stage("rec", "runs/x", seed=0, max_length=64, progress=False).output_dir == "runs/x"

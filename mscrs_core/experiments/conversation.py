@@ -75,10 +75,11 @@ class ConversationTrainingConfig:
     batch_size: int = 16
     lr: float = 1e-2  # soft-prompt learning rate (1e-3 barely moves the prompt in one epoch of 1,000 turns)
 
-    def trainer(self, output_dir: str | os.PathLike, seed: int, progress: bool = False):
+    def trainer(self, output_dir: str | os.PathLike | None, seed: int, progress: bool = False):
+        """The trainer's settings; ``output_dir=None`` keeps the best weights in memory (no folder, no resume)."""
         from ..training.conversation import ConversationTrainConfig
 
-        return ConversationTrainConfig(output_dir=str(output_dir), epochs=self.epochs, batch_size=self.batch_size,
+        return ConversationTrainConfig(output_dir=None if output_dir is None else str(output_dir), epochs=self.epochs, batch_size=self.batch_size,
                                        lr=self.lr, seed=seed, progress=progress)
 
 

@@ -28,7 +28,7 @@ class ConversationTrainConfig:
     ``device="cpu"`` keeps the run on the CPU whatever the machine; any other value lets ``accelerate`` place it.
     """
 
-    output_dir: str
+    output_dir: str | None  # None: best weights kept in memory, nothing written
     epochs: int = 5
     batch_size: int = 16
     eval_batch_size: int = 32
@@ -59,7 +59,7 @@ class ConversationTrainResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_loss: float
-    best_path: Path
+    best_path: Path | None  # None when trained without an output folder
     last_path: Path
 
 

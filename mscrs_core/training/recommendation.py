@@ -37,7 +37,7 @@ class TrainConfig:
     ``include_response=None`` appends the response text for pre-training only (as UniCRS does).
     """
 
-    output_dir: str
+    output_dir: str | None  # None: best weights kept in memory, nothing written
     task: str = "rec"
     epochs: int = 5
     batch_size: int = 64
@@ -92,7 +92,7 @@ class TrainResult:
     best_epoch: int
     best_metric: float
     metric: str
-    best_path: Path
+    best_path: Path | None  # None when trained without an output folder
     last_path: Path
     # rec task: the best epoch's validation scores over the item axis [N_valid, N_items], when that epoch ran
     # in this call (None after a resume that skipped it); saves scoring the validation split once more

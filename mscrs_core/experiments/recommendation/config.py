@@ -115,7 +115,7 @@ class RecTrainingConfig:
             raise ValueError(f"RecRunConfig: rec_epochs + warm_epochs must be >= 1 (got {self.rec_epochs}, "
                              f"{self.warm_epochs})")
 
-    def stage(self, stage: str, output_dir: str | os.PathLike, *, seed: int, max_length: int, progress: bool):
+    def stage(self, stage: str, output_dir: str | os.PathLike | None, *, seed: int, max_length: int, progress: bool):
         """The :class:`~mscrs_core.training.recommendation.TrainConfig` of one stage: ``"pretrain"``,
         ``"warm"`` (its own rates: head and prompt ``warm_lr``, graph and table ``warm_graph_lr``) or ``"rec"``."""
         from ...training import TrainConfig
@@ -126,7 +126,7 @@ class RecTrainingConfig:
         if stage == "warm":
             rates = dict(lr=self.warm_lr, head_lr=self.warm_lr, graph_lr=self.warm_graph_lr,
                          entity_lr=self.warm_graph_lr, text_lr=self.text_lr)
-        return TrainConfig(output_dir=str(output_dir), task="pretrain" if stage == "pretrain" else "rec",
+        return TrainConfig(output_dir=None if output_dir is None else str(output_dir), task="pretrain" if stage == "pretrain" else "rec",
                            epochs=epochs, batch_size=self.batch_size, weight_decay=self.weight_decay, seed=seed,
                            max_length=max_length, progress=progress, **rates)
 
