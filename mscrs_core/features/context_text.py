@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 import torch
@@ -118,7 +119,8 @@ class ContextTextFeatures:
         samples = list(samples)
         if samples:
             Path(cache_path).parent.mkdir(parents=True, exist_ok=True)
-            feats = encode_contexts(samples, _Settings(self.max_length), cache_path, encoder=self.encoder)
+            settings = SimpleNamespace(encoder=None, max_length=self.max_length)  # what encode_contexts reads
+            feats = encode_contexts(samples, settings, cache_path, encoder=self.encoder)
             self.table.update(zip(samples, feats))
         return self
 
@@ -129,9 +131,3 @@ class ContextTextFeatures:
             self.table.update(zip(missing, self.encoder.encode(texts)))
         return torch.stack([self.table[s] for s in samples]).float()
 
-
-class _Settings:
-    """The two settings :func:`encode_contexts` reads (encoder name, max_length)."""
-
-    def __init__(self, max_length: int, encoder: str | None = None):
-        self.max_length, self.encoder = max_length, encoder
