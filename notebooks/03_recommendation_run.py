@@ -83,7 +83,7 @@ data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
 sweep_point = False  # True when a sweep (chapters 4, 5) executes this run: skip the reference runs below
 # "Prefix against suffix": both prompt orders on one equal budget (same samples, epochs and steps)
-position_budget = {"max_train_samples": 512, "pretrain_epochs": 0, "warm_epochs": 0, "rec_epochs": 2}
+position_budget = {"max_train_samples": 512, "pretrain_epochs": 0, "warm_epochs": 0, "rec_epochs": 1}
 
 # %% tags=["hide-cell"]
 import matplotlib.pyplot as plt

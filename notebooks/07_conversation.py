@@ -32,7 +32,7 @@
 # soft prompt goes after the dialog context (`prompt_position="suffix"`, chapter 6) instead of before it
 # (Eq. 28; the `paper` profile keeps the prefix order); the
 # context embeddings come from all-MiniLM-L6-v2, not RoBERTa; training uses a subset of the training turns
-# and the metrics a fixed subset of the test turns (chapter 6's `max_train_samples`, `max_eval_samples`); no
+# and the metrics are computed on every test turn (chapter 6's `max_train_samples`, `max_test_samples`); no
 # image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human
 # evaluation (Table 4) is possible here: the examples at the end put the responses side by side instead.
 #

@@ -258,6 +258,27 @@ def test_run_config_fields_enter_the_name():
         ConversationRunConfig.of(backbone_dtype="bf17")
 
 
+def test_run_state_bank_streams_to_disk_beyond_the_memory_budget(setup, tmp_path):
+    """Beyond max_bytes the states are written as they are computed and read back memory-mapped: the same states
+    as the in-memory bank; a later call with more contexts adds only the missing ones to the file."""
+    from mscrs_core.experiments.conversation import state_bank_for
+
+    g = build(setup, "llama").eval()
+    samples = setup["test"][:6]
+    memory = state_bank_for(g, samples, "synthetic", "test", tmp_path / "memory")
+    first = state_bank_for(g, samples[:3], "synthetic", "test", tmp_path / "disk", max_bytes=1)
+    assert len(first) == len({s.context for s in samples[:3]})
+    disk = state_bank_for(g, samples, "synthetic", "test", tmp_path / "disk", max_bytes=1)
+    assert len(disk) == len(memory)
+    batch = g.make_collator(generation=True)(samples)
+    a = memory.lookup(batch["context_ids"], batch["context_mask"])
+    b = disk.lookup(batch["context_ids"], batch["context_mask"])
+    assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    assert torch.equal(a.attention_mask, b.attention_mask)
+    reread = state_bank_for(g, samples, "synthetic", "test", tmp_path / "disk", max_bytes=1)  # all there: read only
+    assert len(reread) == len(disk)
+
+
 def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
     from mscrs_core.experiments.conversation import state_bank_for
     from mscrs_core.models.context_states import bank_file_name
@@ -274,6 +295,7 @@ def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
     a, b = bank.lookup(batch["context_ids"], batch["context_mask"]), again.lookup(batch["context_ids"],
                                                                                   batch["context_mask"])
     assert torch.equal(a.keys, b.keys)
-    assert state_bank_for(g, samples, "synthetic", "test", tmp_path, max_bytes=1) is None  # too big: per batch
+    # too big for memory and for the disk budget: every batch encodes its contexts
+    assert state_bank_for(g, samples, "synthetic", "test", tmp_path, max_bytes=1, max_disk_bytes=1) is None
     g.config.prompt_position = "prefix"
     assert state_bank_for(g, samples, "synthetic", "test", tmp_path) is None

@@ -12,13 +12,23 @@ from mscrs_core.models.recommender import RecommenderConfig
 
 #: the digests of the default runs, whose folders hold the book's finished results: a refactor that changes them
 #: makes every chapter recompute (hours), so they are pinned; change them only with the runs' configuration
-#: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3)
-DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "6e0cb44b2202"}
+#: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3;
+#: conversation: 6e0cb44b2202 until Table 3 was scored on every test turn, max_test_samples=0)
+DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "0e44ca1be700"}
 
 
 @pytest.mark.parametrize("cls", [RecRunConfig, ConversationRunConfig])
 def test_default_run_digests_are_stable(cls):
     assert cls().digest() == DEFAULT_DIGESTS[cls]
+
+
+def test_a_run_recorded_before_max_test_samples_keeps_its_digest():
+    """Runs scored on max_eval_samples test turns were recorded without the field: read back, they are the
+    legacy value (None) and keep their folder name; the new default (every test turn) is another run."""
+    old = {k: v for k, v in ConversationRunConfig().flat().items() if k != "max_test_samples"}
+    back = ConversationRunConfig.from_record(old)
+    assert back.max_test_samples is None and back.digest() == "6e0cb44b2202"
+    assert ConversationRunConfig.of(max_test_samples=None).digest() == "6e0cb44b2202"
 
 
 def test_the_model_section_is_the_models_own_config():

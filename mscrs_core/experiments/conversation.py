@@ -48,7 +48,10 @@ class ConversationDataConfig:
     # 0: all recommender turns of the training split (7,806 on INSPIRED). 3000 rather than 1000, chosen on the
     # validation split: BLEU-2 of 100 generated validation responses 0.018 against 0.0097 (chapter 6 says so)
     max_train_samples: int = 3000
-    max_eval_samples: int = 200
+    max_eval_samples: int = 200  # test turns when max_test_samples is None; validation: half of it
+    # Table 3's test turns: 0 = every recommender turn of the test split (the paper's protocol); None = the first
+    # max_eval_samples of them (what every run recorded before this field scored)
+    max_test_samples: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,9 @@ class ConversationRunConfig(RunConfig):
     DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = (
         "max_entities", "n_entity_prompt", "n_task_prompt", "max_neighbours", "mapping_k", "mapping_mlp_hidden",
         "loss_on", "loss_reduction", "fuse_weight", "tau", "max_context_length", "max_response_length",
-        "placeholder", "length_penalty")
+        "placeholder", "length_penalty", "max_test_samples")
+    # Table 3 on every test turn became the default; the runs recorded before scored max_eval_samples of them
+    DIGEST_LEGACY_VALUES: ClassVar[dict[str, Any]] = {"max_test_samples": None}
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -186,14 +191,20 @@ def load_conversation_backbone(cfg, ds, cache: Path):
 
 
 def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, *,
-                   max_bytes: int = MAX_STATE_BANK_BYTES):
+                   max_bytes: int = MAX_STATE_BANK_BYTES, max_disk_bytes: int | None = None):
     """A :class:`~mscrs_core.models.context_states.ContextStateBank` holding the contexts of ``samples``
     (``prompt_position="suffix"``), loaded from ``cache/context-states/`` when there and saved there when it
-    grew; None when the states would take more than ``max_bytes`` (then every batch encodes its contexts)."""
+    grew. Up to ``max_bytes`` the missing states are computed in memory; beyond it, and up to ``max_disk_bytes``
+    (default: ``$MSCRS_STATE_BANK_DISK_GB``, else 24 GB), they are streamed into the file as they are computed and
+    read back memory-mapped, so the training contexts of chapter 6 are encoded once and then shared by every
+    later run on the same contexts (chapter 7's rows, a rebuild). None when even that is too large (then every
+    batch encodes its contexts)."""
     from ..models.context_states import ContextStateBank, bank_file_name
 
     if model.config.prompt_position != "suffix" or not samples:
         return None
+    if max_disk_bytes is None:
+        max_disk_bytes = int(float(os.environ.get("MSCRS_STATE_BANK_DISK_GB", "24")) * (1 << 30))
     bb = model.backbone
     c = bb.config
     heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
@@ -201,21 +212,30 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     width = model.config.max_context_length
     dtype = next(bb.parameters()).dtype
     row_bytes = 2 * c.num_hidden_layers * heads * head_dim * width * torch.finfo(dtype).bits // 8
-    if row_bytes * len(samples) > max_bytes:
+    if row_bytes * len(samples) > max(max_bytes, max_disk_bytes):
         return None
     bank = ContextStateBank(bb, width, model.tokenizer.pad_token_id, dtype=dtype, batch_size=16)
     # "conv-" keeps these files apart from the recommender's banks (other token sequences, same backbone)
     path = cache / "context-states" / bank_file_name(bb, dataset, f"conv-{split}", width)
     bank.load(path)
-    before = len(bank)
     collator = model.make_collator(generation=True)
+    rows = []
     for start in range(0, len(samples), 64):
         b = collator(samples[start:start + 64])
-        bank.lookup(b["context_ids"], b["context_mask"])
-    if len(bank) > before:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        rows += bank.rows_of(b["context_ids"], b["context_mask"])
+    missing = list(dict.fromkeys(r for r in rows if r not in bank))
+    if not missing:
+        return bank
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if row_bytes * (len(bank) + len(missing)) <= max_bytes:  # small: compute in memory, then save
+        bank.add(missing)
         bank.save(path)
-    return bank
+        return bank
+    bank.save(path, compute=missing)  # large: streamed to disk (stored rows copied, new ones computed on the way)
+    on_disk = ContextStateBank(bb, width, model.tokenizer.pad_token_id, dtype=dtype, batch_size=16)
+    if not on_disk.load(path):
+        raise RuntimeError(f"{path}: the context-state bank just written cannot be read back")
+    return on_disk
 
 
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, min_new_tokens: int = 0) -> list[str]:
@@ -246,7 +266,8 @@ def conversation_splits(cfg: ConversationRunConfig, ds) -> tuple[list, list, lis
     train = subsample([s for s in conversation_samples(ds.dialogs("train"), ds) if s.response.strip()],
                        cfg.max_train_samples)
     valid = subsample(conversation_samples(ds.dialogs("valid"), ds), max(cfg.max_eval_samples // 2, 1))
-    test = subsample(conversation_samples(ds.dialogs("test"), ds), cfg.max_eval_samples)
+    n_test = cfg.max_eval_samples if cfg.max_test_samples is None else cfg.max_test_samples
+    test = subsample(conversation_samples(ds.dialogs("test"), ds), n_test)
     return train, valid, test
 
 
@@ -348,9 +369,14 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
         graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cache_dir=cache), data_root)
         model = build_generator(cfg, ds, graphs, backbone, tokenizer, train, cache)
         if cfg.prompt_position == "suffix":  # context states computed once per context (module docstring)
-            model.state_bank = state_bank_for(model, (train if cfg.epochs > 1 else []) + valid, cfg.dataset,
-                                              "train+valid" if cfg.epochs > 1 else "valid", cache)
-            model.state_bank_in_training = cfg.epochs > 1  # one epoch: each training context is encoded once anyway
+            model.state_bank = bank = state_bank_for(model, valid, cfg.dataset, "valid", cache)
+            # the training contexts' states too (on disk when large): with one epoch each is used once in this
+            # run, but every later run on the same contexts (chapter 7's rows, a rebuild) reads them back
+            train_bank = state_bank_for(model, train, cfg.dataset, "train", cache)
+            if train_bank is not None and bank is not None:
+                train_bank.merge(bank)
+            model.state_bank = train_bank if train_bank is not None else bank
+            model.state_bank_in_training = train_bank is not None
         res = train_generator(model, train, valid, cfg.training.trainer(run_dir / "train", cfg.seed))
         history = res.history
         model.eval()

@@ -166,6 +166,10 @@ class ContextStateBank:
         for r, (c, i) in other._index.items():
             self._index.setdefault(r, (c + offset, i))
 
+    def rows_of(self, input_ids: Tensor, attention_mask: Tensor) -> list[tuple[int, ...]]:
+        """The bank's keys of a batch of left-padded contexts (their real tokens)."""
+        return self._rows(input_ids.cpu(), attention_mask.cpu())
+
     def _rows(self, input_ids: Tensor, attention_mask: Tensor) -> list[tuple[int, ...]]:
         if input_ids.shape[1] > self.width:
             raise ValueError(f"contexts of {input_ids.shape[1]} tokens exceed the bank width {self.width}")
