@@ -120,7 +120,7 @@ if "w/o -i" in variants and not has_images:
     ax.annotate("= MSCRS here (no images)", xy=(list(variants).index("w/o -i"), 0),
                 xytext=(list(variants).index("w/o -i") - 0.4, ab["recall@10"].max() * 1.1), fontsize=8)
 ax.set_ylim(0, ab["recall@10"].max() * 1.25)
-ax.legend(fontsize=8, loc="upper right")
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)  # clear of the bars and the note
 fig.tight_layout()
 ablation_tables.ablation_table(ab, list(variants))
 

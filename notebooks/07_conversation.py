@@ -160,6 +160,7 @@ for ds in datasets:
         ex = recs["MSCRS"]["examples"][i]
         assert all(recs[n]["examples"][i]["key"] == ex["key"] for n in table3), "runs must share the test subset"
         rows.append({"last turn": ex["context"][-1][1][:120] if ex["context"] else "", "gold": ex["gold"][:120],
-                     **{n: recs[n]["examples"][i]["generated"][:120] for n in table3}})
+                     # line breaks (the plain backbone writes some) as spaces: the table shows them as "\n"
+                     **{n: " ".join(recs[n]["examples"][i]["generated"].split())[:120] for n in table3}})
     print(ds)
     display(pd.DataFrame(rows))
