@@ -369,7 +369,7 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
         graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cache_dir=cache), data_root)
         model = build_generator(cfg, ds, graphs, backbone, tokenizer, train, cache)
         if cfg.prompt_position == "suffix":  # context states computed once per context (module docstring)
-            model.state_bank = bank = state_bank_for(model, valid, cfg.dataset, "valid", cache)
+            bank = state_bank_for(model, valid, cfg.dataset, "valid", cache)
             # the training contexts' states too (on disk when large): with one epoch each is used once in this
             # run, but every later run on the same contexts (chapter 7's rows, a rebuild) reads them back
             train_bank = state_bank_for(model, train, cfg.dataset, "train", cache)
