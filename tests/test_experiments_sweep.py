@@ -39,6 +39,17 @@ def test_interrupted_sweep_redoes_only_missing_points(tmp_path, fake_papermill):
     assert again["recall@10"].tolist() == first["recall@10"].tolist()
 
 
+def test_relative_results_dir_is_the_callers_not_the_chapters(tmp_path, fake_papermill, monkeypatch):
+    # the runs execute in the chapter folder: a relative path must reach them resolved against the caller's cwd
+    seen, fake = [], runner.run_chapter
+    monkeypatch.setattr(runner, "run_chapter", lambda *a, **kw: (seen.append(kw["overrides"]), fake(*a, **kw)))
+    monkeypatch.chdir(tmp_path)
+    runs = sweep.run_points([{"model": "popularity"}], profile="smoke", results_dir="rel/runs", data_root=None,
+                            log=lambda *_: None)
+    assert [o["results_dir"] for o in seen] == [str(tmp_path / "rel" / "runs")]
+    assert (tmp_path / "rel" / "runs" / runs["name"].iloc[0] / "result.json").is_file()
+
+
 def test_profile_parameters_enter_the_run_name(tmp_path, fake_papermill):
     smoke = sweep.run_points([{"model": "popularity"}], profile="smoke", results_dir=tmp_path, log=lambda *_: None)
     default = sweep.run_points([{"model": "popularity"}], profile="default", results_dir=tmp_path,

@@ -241,12 +241,14 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, min_new_tokens: int = 0) -> list[str]:
     """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training."""
     from ..models.collate import context_text
+    from ..models.generate import GENERATION_BATCH_SIZE
 
     out = []
     tokenizer.padding_side = tokenizer.truncation_side = "left"  # keep the newest turns, generate at the end
     limit = getattr(backbone.config, "n_positions", None) or getattr(backbone.config, "max_position_embeddings", 1024)
-    for i in range(0, len(samples), 16):
-        texts = [context_text(s.context, tokenizer.eos_token) + "System: " for s in samples[i:i + 16]]
+    for i in range(0, len(samples), GENERATION_BATCH_SIZE):
+        texts = [context_text(s.context, tokenizer.eos_token) + "System: "
+                 for s in samples[i:i + GENERATION_BATCH_SIZE]]
         enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
                         max_length=min(200, limit - cfg.max_new_tokens))
         with torch.no_grad():

@@ -69,7 +69,9 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
     """Execute the missing points and return every point's result as a row (see the module docstring)."""
     from ..book import runner
 
-    results = Path(results_dir) if results_dir else default_results_dir()
+    # absolute: the runs execute with the chapter folder as working directory, not the caller's
+    results = Path(results_dir).resolve() if results_dir else default_results_dir()
+    data_root = str(Path(data_root).resolve()) if data_root else data_root
     config_cls = run_config_class(chapter)
     workers = default_workers() if workers is None else workers
     if workers < 1:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from mscrs_core.evaluation.generation import GenerationEvaluator
-from mscrs_core.models.generate import GenerationConfig, generate_responses
+from mscrs_core.models.generate import GENERATION_BATCH_SIZE, GenerationConfig, generate_responses
 from mscrs_core.training.trainer import TaskDefaults, Trainer, TrainerConfig, decay_groups, mean_logs, to_device
 
 
@@ -84,7 +84,7 @@ def evaluate_loss(model, samples: Sequence, *, batch_size: int = 32, device: str
 
 
 def evaluate_generation(model, samples: Sequence, *, config: GenerationConfig | None = None, rank=None,
-                        name_of: Callable[[int], str] | None = None, batch_size: int = 16,
+                        name_of: Callable[[int], str] | None = None, batch_size: int = GENERATION_BATCH_SIZE,
                         filled: bool = False) -> tuple[dict[str, float], list]:
     """BLEU/ROUGE/Distinct (:class:`~mscrs_core.evaluation.generation.GenerationEvaluator`) of generated
     responses against the references. ``filled=False`` (UniCRS): both sides keep ``<movie>``; ``True``: the

@@ -16,7 +16,7 @@ def default_results_dir() -> Path:
     ``build/runs``. ``make test-notebooks`` points it into ``build/nbval/runs``, which it empties first, so the smoke
     runs train afresh and the regression test (``tests/regression``) sees what the code computes now."""
     env = os.environ.get("MSCRS_RESULTS_DIR")
-    return Path(env) if env else project_root() / "build" / "runs"
+    return Path(env).resolve() if env else project_root() / "build" / "runs"
 
 
 def atomic_json(obj: Any, path: Path) -> None:
