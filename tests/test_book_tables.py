@@ -106,6 +106,18 @@ def test_findings_state_the_comparisons_in_words():
            {k.split("_", 1)[1] for k in f if k.startswith("other_")}
 
 
+def test_tiny_p_values_never_print_as_zero():
+    # ReDial's 4,897 paired samples give p far below 0.001: "0.000" / 0.0 would read as "impossible"
+    assert rec_tables.p_text(3e-9) == "p < **0.001**" and rec_tables.p_text(0.43612) == "p = **0.436**"
+    found = {"redial_name": "ReDial", "redial_runs": 7, "redial_seeds": 1, "redial_seeds_text": "one seed",
+             "redial_mscrs_r10": 0.162, "redial_mscrs_r50": 0.343, "redial_paper_r10": float("nan"),
+             "redial_paper_r50": float("nan"), "redial_vs_best": "", "redial_best_r10": float("nan"),
+             "redial_vs_ref": "", "redial_ref_r10": float("nan"), "redial_samples": 4897,
+             "redial_unicrs_diff": 0.0155, "redial_unicrs_p": 2e-12, "redial_new_r10": float("nan")}
+    text = rec_tables.summary(found, "redial")
+    assert "p < **0.001**" in text and "0.000" not in text
+
+
 def test_direction_words():
     assert direction(0.3, 0.2) == "above" and direction(np.float64(0.1), 0.2) == "below"
     assert direction(1, 1) == "equal to" and direction(float("nan"), 1.0) == "not comparable with"

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from mscrs_core.models.backbone import decoder_of, freeze
-from mscrs_core.models.context_states import (ContextStateBank, backbone_fingerprint, bank_file_name,
+from mscrs_core.models.context_states import (ContextStateBank, backbone_fingerprint, bank_file_name, bank_path,
                                               encode_context, run_after_context)
 
 
@@ -101,6 +101,28 @@ def test_bank_file_name_changes_with_each_key():
     assert base != bank_file_name(a, "inspired", "valid", 64)  # split
     assert base != bank_file_name(a, "inspired", "train", 32)  # context length
     assert backbone_fingerprint(a) == backbone_fingerprint(tiny("gpt2"))
+
+
+def test_a_moved_project_keeps_its_backbone_identity_and_banks(tmp_path):
+    # the converted SmolLM2 is loaded from <project>/cache/backbones/<name>: the project's place must not matter
+    here, there = tiny("llama"), tiny("llama")
+    here.config._name_or_path = "/work/main/cache/backbones/SmolLM2-dense"
+    there.config._name_or_path = "/home/me/mscrs/cache/backbones/SmolLM2-dense"
+    assert backbone_fingerprint(here) == backbone_fingerprint(there)
+    assert backbone_fingerprint(here, legacy=True) != backbone_fingerprint(there, legacy=True)
+    other = tiny("llama")
+    other.config._name_or_path = "/work/main/cache/backbones/another-model"
+    assert backbone_fingerprint(other) != backbone_fingerprint(here)
+    hub = tiny("gpt2")
+    hub.config._name_or_path = "microsoft/DialoGPT-small"  # a hub id stays what it is
+    assert backbone_fingerprint(hub) == backbone_fingerprint(hub, legacy=True)
+    # a bank written under the earlier, path-dependent name is renamed, not recomputed
+    old = tmp_path / bank_file_name(here, "inspired", "train", 64, legacy=True)
+    old.write_bytes(b"states")
+    path = bank_path(tmp_path, here, "inspired", "train", 64)
+    assert path.name == bank_file_name(here, "inspired", "train", 64) and path.read_bytes() == b"states"
+    assert not old.exists()
+    assert bank_path(tmp_path, here, "inspired", "valid", 64).exists() is False  # nothing to rename: no file
 
 
 def test_save_streams_new_rows_into_the_file_without_keeping_them(tmp_path):

@@ -124,6 +124,9 @@ def test_another_version_or_backbone_is_recomputed(tmp_path, monkeypatch):
     monkeypatch.undo()
     monkeypatch.setattr(fp, "backbone_part", lambda *a, **k: "bbbbbbbbbbbb")
     assert "another backbone" in fp.stale_reason(p, cfg)[0]
+    # a run written here before the backbone identity left out the project's path: its legacy identity matches
+    monkeypatch.setattr(fp, "backbone_part", lambda *a, legacy=False, **k: "aaaaaaaaaaaa" if legacy else "cccc")
+    assert fp.stale_reason(p, cfg)[0] is None
     assert fp.stale_reason(p, smoke_config(model="mscrs", seed=1))[0].endswith("written for another configuration")
     assert fp.stale_reason(tmp_path / "nothing.json", cfg) == ("missing", None)
 

@@ -81,7 +81,8 @@ def paired_rows(runs: pd.DataFrame, dataset: str, model: str, against: str, per_
     for method in methods:
         t = _paired(runs, dataset, model, against, per_sample, method)
         rows.append({"dataset": dataset, f"{names[model]} vs": names[against], "test": method, "samples": t.n,
-                     "mean difference in Recall@10": round(t.mean_diff, 4), "p-value": round(t.pvalue, 4)})
+                     "mean difference in Recall@10": round(t.mean_diff, 4),
+                     "p-value": float(f"{t.pvalue:.3g}")})  # three significant digits: never a bare 0.0
     return rows
 
 
@@ -181,6 +182,11 @@ def _number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value  # NaN != NaN
 
 
+def p_text(p: float) -> str:
+    """A p-value as the prose prints it, numbers in bold: "p = **0.436**", or "p < **0.001**" (never 0.000)."""
+    return "p < **0.001**" if p < 0.001 else f"p = **{p:.3f}**"
+
+
 def summary(found: Mapping[str, object], dataset: str) -> str:
     """Chapter 4's findings on ``dataset`` as a Markdown paragraph, from :func:`findings`' numbers (``found``), the
     numbers and names in bold as glued values render. A comparison whose runs are missing is left out; a dataset
@@ -207,7 +213,7 @@ def summary(found: Mapping[str, object], dataset: str) -> str:
         out.append("At Recall@10 it is " + ", and ".join(against) + ".")
     if f["samples"] and _number(f["unicrs_diff"]) and _number(f["unicrs_p"]):
         out.append(f"Against UniCRS, paired over **{f['samples']:,d}** test samples, its Recall@10 differs by "
-                   f"**{f['unicrs_diff']:+.3f}** (one-sided t-test, \"MSCRS better\": p = **{f['unicrs_p']:.3f}**).")
+                   f"**{f['unicrs_diff']:+.3f}** (one-sided t-test, \"MSCRS better\": {p_text(f['unicrs_p'])}).")
     if _number(f["new_r10"]):
         pop = (f", **{f['vs_pop_new']}** popularity's **{f['pop_new_r10']:.3f}**"
                if f["vs_pop_new"] and _number(f["pop_new_r10"]) else "")

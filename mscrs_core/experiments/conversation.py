@@ -199,7 +199,7 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     read back memory-mapped, so the training contexts of chapter 6 are encoded once and then shared by every
     later run on the same contexts (chapter 7's rows, a rebuild). None when even that is too large (then every
     batch encodes its contexts)."""
-    from ..models.context_states import ContextStateBank, bank_file_name
+    from ..models.context_states import ContextStateBank, bank_path
 
     if model.config.prompt_position != "suffix" or not samples:
         return None
@@ -216,7 +216,7 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
         return None
     bank = ContextStateBank(bb, width, model.tokenizer.pad_token_id, dtype=dtype, batch_size=16)
     # "conv-" keeps these files apart from the recommender's banks (other token sequences, same backbone)
-    path = cache / "context-states" / bank_file_name(bb, dataset, f"conv-{split}", width)
+    path = bank_path(cache / "context-states", bb, dataset, f"conv-{split}", width)
     bank.load(path)
     collator = model.make_collator(generation=True)
     rows = []

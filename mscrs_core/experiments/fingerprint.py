@@ -52,8 +52,10 @@ def uses_backbone(cfg: Any) -> bool:
 
 
 def backbone_part(cfg: Any, data_root: str | os.PathLike | None = None,
-                  cache_dir: str | os.PathLike | None = None) -> str | None:
-    """The fingerprint of the backbone a run of ``cfg`` loads (None when it loads none); memoised per process."""
+                  cache_dir: str | os.PathLike | None = None, *, legacy: bool = False) -> str | None:
+    """The fingerprint of the backbone a run of ``cfg`` loads (None when it loads none); memoised per process.
+    ``legacy``: the earlier, path-dependent identity (:func:`~mscrs_core.models.context_states.
+    backbone_fingerprint`), accepted by :func:`stale_reason` for runs written in this very place."""
     if not uses_backbone(cfg):
         return None
     import torch
@@ -74,9 +76,9 @@ def backbone_part(cfg: Any, data_root: str | os.PathLike | None = None,
         path = tiny_dialogpt_for(load_dataset(cfg.dataset, data_root), cache, cfg.backbone_epochs) if tiny \
             else cfg.backbone
         model, _ = load_backbone(str(path), dtype=getattr(torch, cfg.backbone_dtype), cache_dir=cache / "backbones")
-        _BACKBONES[key] = backbone_fingerprint(model)
+        _BACKBONES[key] = (backbone_fingerprint(model), backbone_fingerprint(model, legacy=True))
         del model
-    return _BACKBONES[key]
+    return _BACKBONES[key][1 if legacy else 0]
 
 
 def run_fingerprint(cfg: Any, data_root: str | os.PathLike | None = None,
@@ -162,7 +164,7 @@ def stale_reason(path: str | os.PathLike, cfg: Any, data_root: str | os.PathLike
         return (f"{p}: computed on other data ({cfg.dataset} digest {fp['data']} from {fp.get('data_root')}; "
                 f"the data root now gives {now})"), None
     bb = backbone_part(cfg, data_root, cache_dir)
-    if fp["backbone"] != bb:
+    if fp["backbone"] not in (bb, backbone_part(cfg, data_root, cache_dir, legacy=True)):
         return f"{p}: computed with another backbone (fingerprint {fp['backbone']}, now {bb})", None
     return None, res
 

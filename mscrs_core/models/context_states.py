@@ -24,7 +24,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -98,11 +98,26 @@ def run_after_context(backbone: nn.Module, states: ContextStates, inputs_embeds:
     return out.logits if lm_head else out.last_hidden_state
 
 
-def backbone_fingerprint(backbone: nn.Module) -> str:
-    """Identity of a backbone for cache keys: its config and a checksum of a few weights."""
+def _portable_name(name: Any) -> str:
+    """A local model folder's own name, without the folders around it (where the project happens to live); a hub
+    id such as ``microsoft/DialoGPT-small`` (or a relative path) unchanged."""
+    path = Path(str(name))
+    return path.name if path.is_absolute() else str(name)
+
+
+def backbone_fingerprint(backbone: nn.Module, *, legacy: bool = False) -> str:
+    """Identity of a backbone for cache keys: its config and a checksum of a few weights.
+
+    A local model enters by its folder's name, not its absolute path, so a moved or re-cloned project (with its
+    ``cache/`` and ``build/runs``) keeps its finished runs and context states. ``legacy=True``: the identity
+    earlier versions computed (the absolute path included), which :func:`bank_path` and the run fingerprints
+    still accept for files written in this very place.
+    """
     cfg = backbone.config.to_dict()
     keep = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size",
                                      "num_key_value_heads", "_name_or_path")}
+    if not legacy:
+        keep["_name_or_path"] = _portable_name(keep["_name_or_path"])
     h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode())
     emb = backbone.get_input_embeddings().weight
     h.update(emb[:8].detach().float().cpu().numpy().tobytes())
@@ -110,9 +125,20 @@ def backbone_fingerprint(backbone: nn.Module) -> str:
     return h.hexdigest()[:12]
 
 
-def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int) -> str:
+def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int, *, legacy: bool = False) -> str:
     """File name of a bank: backbone fingerprint, dataset, split and context length (any change: a new file)."""
-    return f"context-states-{backbone_fingerprint(backbone)}-{dataset}-{split}-T{max_length}.safetensors"
+    return (f"context-states-{backbone_fingerprint(backbone, legacy=legacy)}-{dataset}-{split}"
+            f"-T{max_length}.safetensors")
+
+
+def bank_path(folder: str | os.PathLike, backbone: nn.Module, dataset: str, split: str, max_length: int) -> Path:
+    """Where a bank lives under ``folder`` (:func:`bank_file_name`). A bank written under the earlier,
+    path-dependent name for the same backbone is renamed to the current one, not computed again."""
+    path = Path(folder) / bank_file_name(backbone, dataset, split, max_length)
+    old = Path(folder) / bank_file_name(backbone, dataset, split, max_length, legacy=True)
+    if not path.exists() and old != path and old.is_file():
+        os.replace(old, path)
+    return path
 
 
 class ContextStateBank:

@@ -85,15 +85,15 @@ def context_bank_for(model, collator, splits: dict[str, list], *, dataset: str, 
     """The suffix order's :class:`~mscrs_core.models.context_states.ContextStateBank`, filled for every split.
 
     One file per split under ``cache/context-states``, named by backbone, dataset, split and context length
-    (:func:`~mscrs_core.models.context_states.bank_file_name`): a later run with the same keys loads it instead
+    (:func:`~mscrs_core.models.context_states.bank_path`): a later run with the same keys loads it instead
     of running the backbone over the contexts again, and a change of any key computes a new file.
     """
-    from ...models.context_states import ContextStateBank, bank_file_name
+    from ...models.context_states import ContextStateBank, bank_path
 
     bank = ContextStateBank(model.backbone, collator.max_length, model.tokenizer.pad_token_id)
     folder = cache / "context-states"
     for split, samples in splits.items():
-        path = folder / bank_file_name(model.backbone, dataset, split, collator.max_length)
+        path = bank_path(folder, model.backbone, dataset, split, collator.max_length)
         part = ContextStateBank(model.backbone, collator.max_length, model.tokenizer.pad_token_id)
         part.load(path)
         rows = [tuple(collator.token_ids(s)) for s in samples]
