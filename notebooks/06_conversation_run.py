@@ -147,6 +147,8 @@ equation_with_code(29, MSCRSGenerator.forward, fold=40)
 # all) for `epochs` epochs, to fit the book's CPU budget; the metrics are computed on every recommender turn of
 # the test split (`max_test_samples=0`), validation on `max_eval_samples / 2` turns. The 3,000 were chosen over 1,000 on the validation split alone: BLEU-2 of 100 generated
 # validation responses 0.018 against 0.0097 (seed 0; the test split was not looked at for this choice).
+# The `default` and `full` profiles train two epochs (the parameter cell's one is the smoke profile's):
+# the validation perplexity fell from 21.8 after one epoch to 19.5 after two.
 # No image graph exists.
 # Generation is greedy (`num_beams=1`) with no repeated trigrams, at most `max_new_tokens` tokens (the
 # authors' 50) and at least `min_new_tokens`: by default the median length of the training responses in
