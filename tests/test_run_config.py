@@ -31,6 +31,15 @@ def test_a_run_recorded_before_max_test_samples_keeps_its_digest():
     assert ConversationRunConfig.of(max_test_samples=None).digest() == "6e0cb44b2202"
 
 
+def test_the_plain_backbone_row_ignores_the_prompts_training_schedule():
+    # chapter 7's plain row trains nothing: two epochs for the prompt must not recompute it (same folder name)
+    plain = ConversationRunConfig.of(model="backbone")
+    assert ConversationRunConfig.of(model="backbone", epochs=2, lr=3e-3).name() == plain.name()
+    assert ConversationRunConfig.of(model="backbone", epochs=2).epochs == 1
+    assert ConversationRunConfig.of(epochs=2).name() != ConversationRunConfig().name()  # the prompt's run: another
+    assert ConversationRunConfig.of(model="backbone", max_new_tokens=20).name() != plain.name()  # decoding counts
+
+
 def test_the_model_section_is_the_models_own_config():
     cfg = RecRunConfig()
     # every model default is written once, in RecommenderConfig: the run reads it from there, except the two

@@ -142,6 +142,10 @@ class ConversationRunConfig(RunConfig):
             raise ValueError(f"ConversationRunConfig.model must be one of {MODELS}, got {self.model!r}")
         if self.dataset not in ("inspired", "redial"):
             raise ValueError(f"ConversationRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
+        if self.model == "backbone" and self.training != ConversationTrainingConfig():
+            # the plain frozen LM trains nothing: the prompt's schedule must not enter its identity, or a new epoch
+            # count would recompute chapter 7's plain row for the very same responses
+            object.__setattr__(self, "training", ConversationTrainingConfig())
 
     def name(self) -> str:
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
