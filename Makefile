@@ -33,10 +33,13 @@ $(STAMP): requirements.lock pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# two sweep points at once, one torch thread each: faster than one after the other on 2 cores (sweep.py)
+# the recommendation chapters (3-5) and the conversation chapters (6-7) side by side, each on its share of the
+# cores (profiles.yml, "tracks"); within a track, MSCRS_WORKERS / 2 sweep points at once. Two one-thread processes
+# finish sooner than one two-thread process on 2 cores (sweep.py)
+MSCRS_TRACKS ?= 2
 chapters: export MSCRS_WORKERS ?= 2
 chapters: setup
-	$(PY) -m mscrs_core.cli book --profile $(PROFILE) --book-only --out build/book
+	$(PY) -m mscrs_core.cli book --profile $(PROFILE) --book-only --out build/book --tracks $(MSCRS_TRACKS)
 
 book: chapters
 	$(VENV)/bin/jupyter-book build . --keep-going

@@ -155,6 +155,9 @@ def _main(argv: list[str]) -> int:
     b.add_argument("--out", default=None)
     b.add_argument("--only", nargs="+", default=None, metavar="CHAPTER")
     b.add_argument("--book-only", action="store_true", help="only the chapters the rendered book contains")
+    b.add_argument("--tracks", type=int, default=1, metavar="N",
+                   help="execute up to N chapter tracks of profiles.yml side by side (the recommendation and the "
+                        "conversation chapters), the cores and $MSCRS_WORKERS divided among them")
     b.add_argument("--prepare-only", action="store_true",
                    help="inject the parameters without executing (for nbval, which executes them itself)")
     sub.add_parser("chapters", help="list the chapters")
@@ -189,7 +192,8 @@ def _main(argv: list[str]) -> int:
                                  overrides=_parse_overrides(args.param)))
     elif args.cmd == "book":
         for p in runner.run_book(args.profile, out_dir=args.out, only=args.only,
-                                 prepare_only=args.prepare_only, book_only=args.book_only):
+                                 prepare_only=args.prepare_only, book_only=args.book_only,
+                                 parallel_tracks=args.tracks):
             print(p)
     elif args.cmd == "chapters":
         for c in runner.chapters():

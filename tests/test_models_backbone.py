@@ -114,3 +114,32 @@ def test_smollm2_loads_offline():
     model, tok = load_backbone("smollm2-135m")
     assert model.config.hidden_size == 576 and tok.pad_token is not None
     assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_a_gguf_is_converted_once_when_two_processes_ask_at_once(tmp_path, monkeypatch):
+    """The book's two chapter tracks may load the backbone at the same moment: the second waits for the first's
+    conversion (a lock beside the folder) and then reads the folder instead of converting again."""
+    import threading
+    import time
+
+    from mscrs_core.models import backbone as bb
+
+    converted = []
+
+    def convert(folder, gguf_file, src, target):
+        converted.append(target)
+        time.sleep(0.3)
+        target.mkdir(parents=True)
+        (target / "config.json").write_text("{}")
+        return target
+
+    monkeypatch.setattr(bb, "_gguf_fingerprint", lambda path: "f00")
+    monkeypatch.setattr(bb, "_convert_gguf", convert)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(bb.materialize_gguf("pkg", "model.gguf", tmp_path)))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(converted) == 1 and got == [tmp_path / "model-f00-dense"] * 2

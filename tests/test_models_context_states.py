@@ -69,6 +69,34 @@ def test_bank_memoises_by_token_ids_and_ignores_padding_width():
         bank.lookup(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 9, dtype=torch.long))
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_bank_encodes_each_chunk_at_its_own_width_with_full_width_states(kind):
+    """Rows are encoded shortest first, each chunk as wide as its longest row, then padded back: the states of the
+    real positions are a full-width pass's, the positions left of a chunk's width hold zeros under a zero mask, and what the states
+    feed (the positions after the context) is unchanged."""
+    model = tiny(kind)
+    torch.manual_seed(2)
+    width = 12
+    lengths = [12, 3, 7, 1, 9, 4]
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, width - n:] = torch.randint(2, 50, (n,))
+        mask[i, width - n:] = 1
+    bank = ContextStateBank(model, width, 0, batch_size=2)  # chunks of two: (1, 3), (4, 7), (9, 12) tokens
+    got = bank.lookup(ids, mask)
+    direct = encode_context(model, ids, mask)
+    real = mask.bool()
+    for layer in range(direct.keys.shape[0]):
+        for mine, ref in ((got.keys, direct.keys), (got.values, direct.values)):
+            m, r = mine[layer].transpose(1, 2), ref[layer].transpose(1, 2)  # [B, T, h, d]
+            assert torch.allclose(m[real], r[real], atol=1e-5)
+            assert torch.count_nonzero(m[[1, 3], : width - 3]) == 0  # the (1, 3)-token chunk was 3 wide
+    assert torch.equal(got.attention_mask, mask)
+    prompt = torch.randn(len(lengths), 3, 32)
+    assert torch.allclose(run_after_context(model, got, prompt), run_after_context(model, direct, prompt), atol=1e-5)
+
+
 def test_bank_file_round_trip_memory_mapped(tmp_path):
     model = tiny("gpt2")
     ids, mask = batch()

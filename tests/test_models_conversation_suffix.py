@@ -299,3 +299,22 @@ def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
     assert state_bank_for(g, samples, "synthetic", "test", tmp_path, max_bytes=1, max_disk_bytes=1) is None
     g.config.prompt_position = "prefix"
     assert state_bank_for(g, samples, "synthetic", "test", tmp_path) is None
+
+
+def test_plain_backbone_batches_by_length_and_answers_in_the_given_order(setup, monkeypatch):
+    """Chapter 7's plain-backbone row decodes contexts of similar length together: the responses come back in the
+    samples' order and equal those decoded one context at a time (no padding at all)."""
+    import mscrs_core.models.generate as generate
+    from mscrs_core.experiments.conversation import ConversationRunConfig, _plain_backbone
+
+    tok = setup["tok"]
+    backbone = _backbone("llama", len(tok), tok.eos_token_id)
+    samples = [s for s in setup["test"] if s.context][:7]
+    assert len({len(s.context) for s in samples}) > 1  # contexts of several lengths: the order matters
+    cfg = ConversationRunConfig.of(backbone="tiny-dialogpt", max_new_tokens=6, no_repeat_ngram_size=0)
+    monkeypatch.setattr(generate, "GENERATION_BATCH_SIZE", 1)
+    one_by_one = _plain_backbone(backbone, tok, samples, cfg)
+    assert len(set(one_by_one)) > 1  # a misplaced response would show
+    monkeypatch.setattr(generate, "GENERATION_BATCH_SIZE", 3)
+    assert _plain_backbone(backbone, tok, samples, cfg) == one_by_one
+    assert _plain_backbone(backbone, tok, samples[::-1], cfg) == one_by_one[::-1]

@@ -73,3 +73,74 @@ def test_executed_chapters_keep_their_figures_and_log_the_kernel_stderr(tmp_path
     assert any("image/png" in o.get("data", {}) for o in outputs)
     assert not any("IPKernelApp" in "".join(o.get("text", "")) for o in outputs)
     assert (tmp_path / "out" / ".plot.kernel.log").is_file()
+
+
+def test_tracks_are_consecutive_chapters_that_share_no_runs():
+    groups = runner.tracks()
+    order = [c.name for c in runner.chapters()]
+    assert groups == [["03_recommendation_run", "04_recommendation", "05_ablations"],
+                      ["06_conversation_run", "07_conversation"]]
+    # chapter 8 reads runs of both tracks: it must come after them, never inside one
+    assert all(order.index("08_talk") > order.index(n) for g in groups for n in g)
+
+
+def test_bad_tracks_in_profiles_are_errors(monkeypatch):
+    real = runner.load_profiles()
+    for bad, match in (([["03_recommendation_run"], ["03_recommendation_run"]], "in two tracks"),
+                       ([["nope"]], "unknown"),
+                       ([["03_recommendation_run"], ["05_ablations"]], "consecutive")):
+        monkeypatch.setattr(runner, "load_profiles", lambda bad=bad: {**real, "tracks": bad})
+        with pytest.raises(runner.ParameterError, match=match):
+            runner.tracks()
+
+
+def test_book_runs_the_tracks_side_by_side_between_the_other_chapters(tmp_path, monkeypatch):
+    """With parallel_tracks=2 the chapters before the tracks run alone, then both tracks at once (one call), then the
+    rest; a selection keeps only its chapters of each track; parallel_tracks=1 runs everything in order."""
+    events = []
+    monkeypatch.setattr(runner, "run_chapter", lambda name, profile, **kw: events.append(name) or tmp_path / name)
+    monkeypatch.setattr(runner, "_run_tracks", lambda groups, *a, **kw: events.append(groups))
+    runner.run_book("smoke", out_dir=tmp_path, parallel_tracks=2)
+    assert events == ["01_data", "02_semantic_graphs",
+                      [["03_recommendation_run", "04_recommendation", "05_ablations"],
+                       ["06_conversation_run", "07_conversation"]], "08_talk"]
+    events.clear()
+    runner.run_book("smoke", out_dir=tmp_path, parallel_tracks=2, only=["04_recommendation", "07_conversation"])
+    assert events == [[["04_recommendation"], ["07_conversation"]]]
+    events.clear()
+    runner.run_book("smoke", out_dir=tmp_path, parallel_tracks=2, only=["03_recommendation_run", "04_recommendation"])
+    assert events == ["03_recommendation_run", "04_recommendation"]  # one track: nothing to run beside it
+    events.clear()
+    runner.run_book("smoke", out_dir=tmp_path)
+    assert events == [c.name for c in runner.chapters()]
+    with pytest.raises(runner.ParameterError, match="parallel_tracks"):
+        runner.run_book("smoke", out_dir=tmp_path, parallel_tracks=0)
+
+
+def test_a_failed_track_is_named_with_its_log_after_the_others_finish(tmp_path, monkeypatch):
+    """Each track is a `mscrs book --only` process with its share of the cores; a failure names the track and shows
+    the end of its log, and the other track still ran to its end."""
+    import subprocess
+    import sys
+
+    calls = []
+
+    class FakeProc:
+        def __init__(self, cmd, stdout, stderr, env, cwd):
+            calls.append((cmd, {k: env[k] for k in ("MSCRS_CPUS", "MSCRS_WORKERS", "OMP_NUM_THREADS")}))
+            self.failing = "06_conversation_run" in cmd
+            stdout.write("chapter 6 raised ValueError: boom\n" if self.failing else "ok\n")
+
+        def wait(self):
+            return 1 if self.failing else 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    monkeypatch.setenv("MSCRS_CPUS", "2")
+    monkeypatch.setenv("MSCRS_WORKERS", "2")
+    with pytest.raises(RuntimeError, match=r"(?s)track 06_conversation_run -> 07_conversation failed.*boom"):
+        runner._run_tracks([["03_recommendation_run"], ["06_conversation_run", "07_conversation"]], "smoke",
+                           tmp_path, True, log=lambda *_: None)
+    assert [c[0][:3] for c in calls] == [[sys.executable, "-m", "mscrs_core.cli"]] * 2
+    assert calls[0][0][-2:] == ["--only", "03_recommendation_run"] and "--book-only" in calls[0][0]
+    assert all(env == {"MSCRS_CPUS": "1", "MSCRS_WORKERS": "1", "OMP_NUM_THREADS": "1"} for _, env in calls)
+    assert (tmp_path / ".track-03_recommendation_run.log").read_text() == "ok\n"

@@ -226,11 +226,72 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
     return target
 
 
+def tracks() -> list[list[str]]:
+    """The chapter tracks of ``profiles.yml``: groups of consecutive chapters that share no runs with each other, so
+    that ``mscrs book --tracks 2`` may execute them side by side (each track in order)."""
+    groups = [list(t) for t in load_profiles().get("tracks", [])]
+    order = [c.name for c in chapters()]
+    seen: set[str] = set()
+    for g in groups:
+        unknown = [n for n in g if n not in order]
+        if unknown or not g:
+            raise ParameterError(f"profiles.yml tracks: {g!r} names no chapter or unknown ones ({unknown})")
+        if seen & set(g):
+            raise ParameterError(f"profiles.yml tracks: {sorted(seen & set(g))} in two tracks")
+        seen |= set(g)
+    if seen:  # one block of consecutive chapters, so that everything before it and after it runs alone
+        pos = sorted(order.index(n) for n in seen)
+        if pos != list(range(pos[0], pos[0] + len(pos))):
+            raise ParameterError("profiles.yml tracks: the tracked chapters must be consecutive in book order")
+    return groups
+
+
+def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: bool, log=print) -> None:
+    """Execute each group of chapters in its own process, the groups side by side, the machine's cores and the
+    sweep workers (``$MSCRS_WORKERS``) divided among them. Each group's output goes to ``.track-<chapter>.log`` in
+    ``out``; a group that fails is named with the end of its log after every group has finished (what the others
+    ran stays, and a new ``mscrs book`` resumes from it)."""
+    import subprocess
+    import sys
+
+    from ..experiments.sweep import available_cpus, default_workers
+
+    n = len(groups)
+    cpus, workers = max(1, available_cpus() // n), max(1, default_workers() // n)
+    env = {**os.environ, "MSCRS_CPUS": str(cpus), "MSCRS_WORKERS": str(workers),
+           "OMP_NUM_THREADS": str(max(1, cpus // workers)), "MKL_NUM_THREADS": str(max(1, cpus // workers))}
+    procs = []
+    for g in groups:
+        path = out / f".track-{g[0]}.log"
+        cmd = [sys.executable, "-m", "mscrs_core.cli", "book", "--profile", profile, "--out", str(out),
+               *(["--book-only"] if book_only else []), "--only", *g]
+        log(f"track {' -> '.join(g)}: {cpus} core{'s' if cpus > 1 else ''}, {workers} worker"
+            f"{'s' if workers > 1 else ''} (log: {path})")
+        f = open(path, "w")
+        procs.append((g, path, f, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
+                                                   cwd=project_root())))
+    failed = []
+    for g, path, f, proc in procs:
+        if proc.wait() != 0:
+            failed.append((g, path))
+        f.close()
+    if failed:
+        lines = []
+        for g, path in failed:
+            tail = path.read_text(errors="replace").splitlines()[-15:]
+            lines.append(f"track {' -> '.join(g)} failed; the end of {path}:\n" + "\n".join(tail))
+        raise RuntimeError("\n\n".join(lines))
+
+
 def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = None,
-             only: list[str] | None = None, prepare_only: bool = False, book_only: bool = False) -> list[Path]:
+             only: list[str] | None = None, prepare_only: bool = False, book_only: bool = False,
+             parallel_tracks: int = 1) -> list[Path]:
     """Execute every chapter (or ``only`` these, or the book's chapters) in book order.
 
     Every name in ``only`` must be one of those chapters: a typo is an error, not an empty run.
+    ``parallel_tracks`` > 1 executes the tracks of ``profiles.yml`` (chapters that share no runs: the
+    recommendation chapters and the conversation chapters) side by side, up to that many at once, each with its
+    share of the cores (:func:`_run_tracks`); the chapters before and after them run alone, in order.
     """
     selected = chapters(book_only)
     if only is not None:
@@ -244,4 +305,25 @@ def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = No
                 f"expected {'book ' if book_only else ''}chapters among: {', '.join(valid)}")
         selected = [c for c in selected if c.name in only]
     profile_parameters(selected[0].name, profile)  # an unknown profile fails before anything runs
-    return [run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only) for c in selected]
+    if parallel_tracks < 1:
+        raise ParameterError(f"parallel_tracks: expected >= 1, got {parallel_tracks}")
+    names = [c.name for c in selected]
+    groups = [[n for n in g if n in names] for g in tracks()] if parallel_tracks > 1 and not prepare_only else []
+    groups = [g for g in groups if g]
+    out = Path(out_dir) if out_dir else project_root() / "build" / profile
+    done: list[Path] = []
+    tracked = {n for g in groups for n in g}
+    for c in selected:
+        if c.name in tracked:
+            if c.name == next(n for n in names if n in tracked):  # the first tracked chapter: all tracks now
+                for i in range(0, len(groups), parallel_tracks):
+                    part = groups[i:i + parallel_tracks]
+                    if len(part) == 1:
+                        done += [run_chapter(n, profile, out_dir=out) for n in part[0]]
+                    else:
+                        out.mkdir(parents=True, exist_ok=True)
+                        _run_tracks(part, profile, out, book_only)
+                        done += [out / f"{n}.ipynb" for g in part for n in g]
+            continue
+        done.append(run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only))
+    return done

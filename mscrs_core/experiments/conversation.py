@@ -247,21 +247,26 @@ def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, mi
     from ..models.collate import context_text
     from ..models.generate import GENERATION_BATCH_SIZE
 
-    out = []
     tokenizer.padding_side = tokenizer.truncation_side = "left"  # keep the newest turns, generate at the end
     limit = getattr(backbone.config, "n_positions", None) or getattr(backbone.config, "max_position_embeddings", 1024)
-    for i in range(0, len(samples), GENERATION_BATCH_SIZE):
-        texts = [context_text(s.context, tokenizer.eos_token) + "System: "
-                 for s in samples[i:i + GENERATION_BATCH_SIZE]]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, truncation=True,
-                        max_length=min(200, limit - cfg.max_new_tokens))
+    texts = [context_text(s.context, tokenizer.eos_token) + "System: " for s in samples]
+    max_length = min(200, limit - cfg.max_new_tokens)
+    # batches of similar context length, so that little of each batch is padding (INSPIRED's test contexts:
+    # 1.4x fewer padded positions than in the given order); the responses are returned in the given order
+    lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: lengths[i])
+    out: list[str] = [""] * len(texts)
+    for i in range(0, len(order), GENERATION_BATCH_SIZE):
+        rows = order[i:i + GENERATION_BATCH_SIZE]
+        enc = tokenizer([texts[j] for j in rows], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_length)
         with torch.no_grad():
             gen = backbone.generate(**enc, max_new_tokens=cfg.max_new_tokens, min_new_tokens=min_new_tokens,
                                     num_beams=cfg.num_beams,
                                     no_repeat_ngram_size=cfg.no_repeat_ngram_size, do_sample=False,
                                     pad_token_id=tokenizer.pad_token_id)
-        for row in gen[:, enc["input_ids"].shape[1]:]:
-            out.append(tokenizer.decode(row, skip_special_tokens=True).split(tokenizer.eos_token)[0].strip())
+        for j, row in zip(rows, gen[:, enc["input_ids"].shape[1]:]):
+            out[j] = tokenizer.decode(row, skip_special_tokens=True).split(tokenizer.eos_token)[0].strip()
     return out
 
 

@@ -9,7 +9,7 @@ those whose result is stale: other data, version or backbone, or edited, :mod:`.
 without redoing finished points. The results come back as one table.
 
 ``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
-``cpu_count // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
+``available_cpus() // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
 one after the other, because the small matrices of these models do not keep two threads busy. The caches
 the runs share (a dataset's miniature backbone, item and context features: the run configuration's
 ``shared_caches``) are filled once each, by a preparation job in the pool; a run starts when its own caches
@@ -45,6 +45,21 @@ def default_workers() -> int:
         n = 0
     if n < 1:
         raise ValueError(f"MSCRS_WORKERS must be a positive integer, got {raw!r}")
+    return n
+
+
+def available_cpus() -> int:
+    """Cores this sweep may use: ``$MSCRS_CPUS`` (set by ``mscrs book --tracks`` for each track of chapters that
+    runs beside another), else every core of the machine."""
+    raw = os.environ.get("MSCRS_CPUS")
+    if raw is None:
+        return os.cpu_count() or 1
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"MSCRS_CPUS must be a positive integer, got {raw!r}")
     return n
 
 
@@ -126,7 +141,7 @@ def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]],
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     jobs = plan_jobs(configs)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cpus() // workers)
     n_prep = sum(j.kind == PREPARE for j in jobs.values())
     log(f"running {len(configs)} (after {n_prep} cache preparation{'s' if n_prep != 1 else ''}), {workers} at a "
         f"time ({threads} thread{'s' if threads > 1 else ''} each)")

@@ -78,13 +78,26 @@ def materialize_gguf(folder: str, gguf_file: str, cache_dir: str | os.PathLike) 
     weights reload in about a second. The folder name carries a fingerprint of the GGUF file, so another release
     is converted anew; the folder appears atomically (written under a temporary name, then renamed).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import fcntl
 
     src = Path(folder) / gguf_file
     target = Path(cache_dir) / f"{Path(gguf_file).stem}-{_gguf_fingerprint(src)}-dense"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # two processes that start at once (the book's two chapter tracks) convert it once: the second waits, then
+    # finds the folder
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():
+            return target
+        return _convert_gguf(folder, gguf_file, src, target)
+
+
+def _convert_gguf(folder: str, gguf_file: str, src: Path, target: Path) -> Path:
+    """The conversion of :func:`materialize_gguf` (under its lock)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     extra: dict = {}
     try:  # transformers >= 5.2x keeps GGUF blocks packed unless told to de-quantise
