@@ -77,6 +77,7 @@ bench: setup
 	$(PY) benchmarks/propagation.py
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/generation.py
+	$(PY) benchmarks/context_states.py
 
 clean:
 	rm -rf build _build

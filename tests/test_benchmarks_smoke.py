@@ -101,3 +101,13 @@ def test_generation_main_tiny_backbone(generation, capsys):
                          "--plain-backbone", "none", "--device", "cpu"])
     assert "greedy" in capsys.readouterr().out
     _finite_positive(r, ("greedy_mscrs_tok_s", "greedy_bare_tok_s", "beam2_mscrs_tok_s", "beam2_bare_tok_s"))
+
+
+def test_context_states_compare_tiny_llama():
+    bench = _load("context_states")
+    torch.manual_seed(3)
+    rows = [tuple(torch.randint(0, 60, (n,)).tolist()) for n in (9, 2, 5, 12, 3)]
+    r = bench.compare(_tiny_llama(), rows, 12, 63, 2, 1)
+    _finite_positive(r, ("baseline_s", "new_s", "ratio", "baseline_positions", "new_positions"))
+    assert r["baseline_positions"] == 5 * 12 and r["new_positions"] == 2 * 3 + 2 * 9 + 12  # (2,3) (5,9) (12)
+    assert r["max_abs_gap"] < 1e-5  # fp32: the same states on every real position
