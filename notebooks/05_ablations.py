@@ -66,7 +66,7 @@ common = {"dataset": dataset, "model": "mscrs", "k": k_default}
 # ## The runs
 #
 # Every point of this chapter (the graph ablations, the k sweep, the lambda sweep where images exist, and the
-# two graph variants) goes into one sweep, so that the two worker processes stay busy until the last point
+# two graph variants) goes into one sweep, so that parallel workers (`MSCRS_WORKERS`) stay busy until the last point
 # instead of one waiting at the end of each figure. The sections below take their rows from it.
 
 # %% tags=["hide-cell"]
