@@ -178,3 +178,15 @@ def test_data_provenance_names_each_dataset_digest_and_flags_mixed_data():
     mixed = pd.DataFrame({"dataset": ["inspired", "inspired"], "data fingerprint": ["abc", "xyz"]})
     assert "MIXED data digests abc, xyz" in data_provenance(mixed)
     assert "no fingerprint recorded" in data_provenance(pd.DataFrame({"dataset": ["redial"], "data fingerprint": [""]}))
+
+
+def test_cpus_and_workers_come_from_the_environment_as_positive_integers(monkeypatch):
+    from mscrs_core.experiments.sweep import available_cpus, default_workers
+
+    monkeypatch.setenv("MSCRS_CPUS", "3")
+    monkeypatch.setenv("MSCRS_WORKERS", "2")
+    assert (available_cpus(), default_workers()) == (3, 2)
+    for var, fn in (("MSCRS_CPUS", available_cpus), ("MSCRS_WORKERS", default_workers)):
+        monkeypatch.setenv(var, "0")
+        with pytest.raises(ValueError, match=var):
+            fn()

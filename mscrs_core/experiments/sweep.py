@@ -36,31 +36,29 @@ CONVERSATION_RUN_CHAPTER = "06_conversation_run"
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr@10", "mrr@50")
 
 
-def default_workers() -> int:
-    """Points run at once: ``$MSCRS_WORKERS`` (a positive integer), else 1."""
-    raw = os.environ.get("MSCRS_WORKERS", "1")
+def _positive_int_env(name: str, default: int) -> int:
+    """``$name`` as a positive integer (``default`` when unset); anything else is an error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"MSCRS_WORKERS must be a positive integer, got {raw!r}")
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
     return n
+
+
+def default_workers() -> int:
+    """Points run at once: ``$MSCRS_WORKERS`` (a positive integer), else 1."""
+    return _positive_int_env("MSCRS_WORKERS", 1)
 
 
 def available_cpus() -> int:
     """Cores this sweep may use: ``$MSCRS_CPUS`` (set by ``mscrs book --tracks`` for each track of chapters that
     runs beside another), else every core of the machine."""
-    raw = os.environ.get("MSCRS_CPUS")
-    if raw is None:
-        return os.cpu_count() or 1
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"MSCRS_CPUS must be a positive integer, got {raw!r}")
-    return n
+    return _positive_int_env("MSCRS_CPUS", os.cpu_count() or 1)
 
 
 def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrides: dict[str, Any],
