@@ -201,6 +201,36 @@ def test_two_dialogs_get_different_responses(checkpoint):
     assert _responses(checkpoint["dir"], DIALOG_A) == a  # deterministic
 
 
+def test_two_dialogs_get_different_top5_lists(checkpoint):
+    def tops(dialog):
+        session = ChatSession.load(checkpoint["dir"], top_k=5)
+        return [[e for e, _ in session.respond(u).recommended] for u in dialog]
+
+    a, b = tops(DIALOG_A), tops(DIALOG_B)
+    assert all(len(t) == 5 for t in a + b)
+    assert a[-1] != b[-1]  # the last turns' lists follow what each dialog said
+
+
+def test_the_chat_does_not_answer_every_turn_with_the_same_sentence(checkpoint):
+    """The chat's default decoding blocks the dialog's own trigrams (context_block_ngram=3): the same request
+    three times gets three different answers (the token-level guarantee is tested in
+    test_models_conversation_suffix.py::test_context_block_ngram_never_repeats_the_contexts_ngrams)."""
+    from mscrs_core.chat.session import CHAT_CONTEXT_BLOCK_NGRAM, CHAT_NUM_BEAMS
+    from mscrs_core.models.generate import GenerationConfig
+
+    said = ["hi, I like Genre1 movies"] * 3
+    free = ChatSession.load(checkpoint["dir"], generation=GenerationConfig(max_new_tokens=8, min_new_tokens=8))
+    unblocked = [free.respond(u).raw_response for u in said]
+    session = ChatSession.load(checkpoint["dir"], generation=GenerationConfig(max_new_tokens=8, min_new_tokens=8,
+                                                                             context_block_ngram=3))
+    default = ChatSession.load(checkpoint["dir"]).generation
+    assert (default.context_block_ngram, default.num_beams) == (CHAT_CONTEXT_BLOCK_NGRAM, CHAT_NUM_BEAMS) == (3, 4)
+    turns = [session.respond(u) for u in said]
+    raws = [t.raw_response for t in turns]
+    assert len(set(raws)) == 3
+    assert len(set(unblocked)) < 3  # this random generator does repeat itself without the block
+
+
 @pytest.fixture(scope="module")
 def suffix_checkpoint(tmp_path_factory):
     """A SmolLM2-shaped generator: a tiny bf16 Llama with untied embeddings, the suffix prompt order."""

@@ -256,6 +256,23 @@ def test_run_config_fields_enter_the_name():
         ConversationRunConfig.of(prompt_position="middle")
     with pytest.raises(ValueError, match="backbone_dtype"):
         ConversationRunConfig.of(backbone_dtype="bf17")
+    # length-grouped batches are the default and name new runs; the plain LM trains nothing, so its name ignores them
+    assert cfg.group_by_length == 16 and ConversationRunConfig.of(group_by_length=0).name() != cfg.name()
+    plain = ConversationRunConfig.of(model="backbone")
+    assert ConversationRunConfig.of(model="backbone", group_by_length=4, epochs=3).name() == plain.name()
+
+
+def test_conversation_task_length_is_what_a_batch_pads_to(setup):
+    from mscrs_core.training.conversation import ConversationTask, ConversationTrainConfig
+
+    g = build(setup, "llama")
+    task = ConversationTask(g, ConversationTrainConfig(None, group_by_length=4))
+    s = setup["train"][0]
+    ctx, resp = task.collator.parts(s)
+    assert task.length(s) == len(resp)
+    assert task.config.trainer_config().group_by_length == 4
+    pre = ConversationTask(build(setup, "llama", prompt_position="prefix"), ConversationTrainConfig(None))
+    assert pre.length(s) == len(ctx) + len(resp)
 
 
 def test_run_state_bank_streams_to_disk_beyond_the_memory_budget(setup, tmp_path):
@@ -318,3 +335,36 @@ def test_plain_backbone_batches_by_length_and_answers_in_the_given_order(setup, 
     monkeypatch.setattr(generate, "GENERATION_BATCH_SIZE", 3)
     assert _plain_backbone(backbone, tok, samples, cfg) == one_by_one
     assert _plain_backbone(backbone, tok, samples[::-1], cfg) == one_by_one[::-1]
+
+
+@pytest.mark.parametrize("position", ["suffix", "prefix"])
+@pytest.mark.parametrize("beams", [1, 3])
+def test_context_block_ngram_never_repeats_the_contexts_ngrams(setup, position, beams):
+    """GenerationConfig.context_block_ngram (the chat's decoding): no generated n-gram is an n-gram of the dialog
+    context, in both prompt orders (explicit loop and Hugging Face generate), greedy and beam."""
+    import dataclasses
+
+    from mscrs_core.data.schema import RECOMMENDER
+    from mscrs_core.models.generate import context_ngrams, decode
+
+    g = build(setup, "llama", prompt_position=position).eval()
+    collator = g.make_collator(generation=True)
+    samples = sorted(setup["test"], key=lambda s: -len(collator.parts(s)[0]))[:3]  # the longest contexts
+    free = GenerationConfig(max_new_tokens=14, min_new_tokens=14, num_beams=beams, no_repeat_ngram_size=0)
+    # a chat's situation: the system's previous answer is in the context (this random generator repeats itself)
+    said = generate_ids(g, collator(samples), free)
+    samples = [dataclasses.replace(s, context=s.context + ((RECOMMENDER, decode(setup["tok"], ids)),))
+               for s, ids in zip(samples, said)]
+    batch = collator(samples)
+    plain = generate_ids(g, batch, free)
+    for n in (1, 3):
+        blocked = generate_ids(g, batch, dataclasses.replace(free, context_block_ngram=n))
+        hits = 0
+        for s, row, unblocked in zip(samples, blocked, plain):
+            table = context_ngrams(collator.parts(s)[0], n)  # the context's ids (+ "System:")
+            assert row and not any(gr[-1] in table.get(gr[:-1], set()) for gr in zip(*[row[i:] for i in range(n)]))
+            hits += sum(gr[-1] in table.get(gr[:-1], set()) for gr in zip(*[unblocked[i:] for i in range(n)]))
+        if n == 1:
+            assert hits > 0  # without the block the context's tokens come back (so this test can fail)
+    with pytest.raises(ValueError, match="context_block_ngram"):
+        GenerationConfig(context_block_ngram=-1)

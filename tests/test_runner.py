@@ -130,9 +130,10 @@ def test_a_failed_track_is_named_with_its_log_after_the_others_finish(tmp_path, 
             calls.append((cmd, {k: env[k] for k in ("MSCRS_CPUS", "MSCRS_WORKERS", "OMP_NUM_THREADS")}))
             self.failing = "06_conversation_run" in cmd
             stdout.write("chapter 6 raised ValueError: boom\n" if self.failing else "ok\n")
+            self.returncode = 1 if self.failing else 0
 
-        def wait(self):
-            return 1 if self.failing else 0
+        def poll(self):
+            return self.returncode
 
     monkeypatch.setattr(subprocess, "Popen", FakeProc)
     monkeypatch.setenv("MSCRS_CPUS", "2")
@@ -144,3 +145,60 @@ def test_a_failed_track_is_named_with_its_log_after_the_others_finish(tmp_path, 
     assert calls[0][0][-2:] == ["--only", "03_recommendation_run"] and "--book-only" in calls[0][0]
     assert all(env == {"MSCRS_CPUS": "1", "MSCRS_WORKERS": "1", "OMP_NUM_THREADS": "1"} for _, env in calls)
     assert (tmp_path / ".track-03_recommendation_run.log").read_text() == "ok\n"
+
+
+def test_a_track_that_ends_hands_its_cores_to_the_one_still_running(tmp_path, monkeypatch):
+    """The share file starts at each track's share; when the first track ends the other is given every core, and
+    a process following the file (core_share.follow_share) raises its torch threads to it."""
+    import subprocess
+
+    import torch
+
+    from mscrs_core import core_share
+
+    seen = []
+
+    class FakeProc:
+        def __init__(self, cmd, stdout, stderr, env, cwd):
+            self.short, self.env, self.polls = "03_recommendation_run" in cmd, env, 0
+            self.returncode = None
+
+        def poll(self):
+            share = core_share.read_share(self.env[core_share.SHARE_ENV])
+            seen.append((self.short, share))
+            self.polls += 1
+            if self.short or share == 2:
+                self.returncode = 0
+            return self.returncode
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProc)
+    monkeypatch.setenv("MSCRS_CPUS", "2")
+    monkeypatch.setenv("MSCRS_WORKERS", "2")
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    logs = []
+    runner._run_tracks([["03_recommendation_run"], ["06_conversation_run", "07_conversation"]], "smoke",
+                       tmp_path, True, log=logs.append)
+    assert seen[:2] == [(True, 1), (False, 1)] and seen[-1] == (False, 2)
+    assert any("1 track left: 2 cores each" in m for m in logs)
+    assert not (tmp_path / ".core-share").exists()  # removed at the end
+
+    share = tmp_path / "share"
+    monkeypatch.setenv(core_share.SHARE_ENV, str(share))
+    monkeypatch.setenv("MSCRS_WORKERS", "1")
+    before = torch.get_num_threads()
+    try:
+        assert core_share.follow_share() is None  # no file yet: nothing changes
+        core_share.write_share(share, 1)
+        assert core_share.follow_share() == 1 and torch.get_num_threads() == 1
+        assert core_share.follow_share() is None  # unchanged file: one stat, nothing else
+        import os
+        core_share.write_share(share, 2)
+        os.utime(share, ns=(1, 10**18))  # a new stamp even within the file system's time resolution
+        assert core_share.follow_share() == 2 and torch.get_num_threads() == 2
+        share.write_text("many\n")
+        os.utime(share, ns=(1, 2 * 10**18))
+        assert core_share.follow_share() is None and torch.get_num_threads() == 2  # unreadable: left as it is
+        with pytest.raises(ValueError):
+            core_share.write_share(share, 0)
+    finally:
+        torch.set_num_threads(before)

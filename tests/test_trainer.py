@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from mscrs_core.training.trainer import TaskDefaults, Trainer, TrainerConfig, global_batches, mean_logs
+from mscrs_core.training.trainer import (TaskDefaults, Trainer, TrainerConfig, global_batches, length_grouped_order,
+                                         mean_logs)
 
 
 class ToyTask(TaskDefaults):
@@ -132,3 +133,54 @@ def test_config_is_checked():
         TrainerConfig(None, schedule="cosine")
     with pytest.raises(ValueError, match="positive"):
         TrainerConfig(None, epochs=0)
+
+
+def test_length_grouped_order_is_a_seeded_permutation_of_similar_length_batches():
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(1, 50, (203,), generator=g).tolist()
+    order = torch.randperm(203, generator=g).tolist()
+    out = length_grouped_order(order, lengths, batch_size=16, window=4, seed=0, epoch=1)
+    assert sorted(out) == list(range(203))
+    assert out == length_grouped_order(order, lengths, batch_size=16, window=4, seed=0, epoch=1)
+    assert out != length_grouped_order(order, lengths, batch_size=16, window=4, seed=0, epoch=2)
+
+    def padded(seq):  # what a batch costs: its size times its longest sample
+        return sum(len(b) * max(lengths[i] for i in b) for b in (seq[k:k + 16] for k in range(0, len(seq), 16)))
+
+    assert padded(out) < 0.85 * padded(order)
+    # every batch comes from one window of the order (grouping never mixes samples across windows)
+    window_of = {i: pos // 64 for pos, i in enumerate(order)}
+    for k in range(0, len(out), 16):
+        assert len({window_of[i] for i in out[k:k + 16]}) == 1
+    with pytest.raises(ValueError):
+        length_grouped_order(order, lengths, batch_size=16, window=0, seed=0, epoch=0)
+
+
+class LengthTask(ToyTask):
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.seen: list[list[int]] = []
+
+    def length(self, i):
+        return int(i) % 7
+
+    def collate(self, idx):
+        self.seen.append(list(idx))
+        return super().collate(idx)
+
+
+def test_trainer_groups_batches_by_the_tasks_length_and_still_learns(tmp_path):
+    x, y, xv, yv = data()
+    task = LengthTask(x, y, xv, yv)
+    res = Trainer(fresh(), task, TrainerConfig(None, epochs=3, batch_size=8, group_by_length=4,
+                                               progress=False)).fit(list(range(90)), list(range(30)))
+    assert res.history[-1]["accuracy"] > 0.6
+    epoch0 = task.seen[:12]
+    assert sorted(i for b in epoch0 for i in b) == list(range(90))
+    spread = [max(i % 7 for i in b) - min(i % 7 for i in b) for b in epoch0]
+    assert sum(spread) / len(spread) < 3  # plain shuffled batches of 8 span about 6
+    with pytest.raises(ValueError, match="length"):
+        Trainer(fresh(), ToyTask(x, y, xv, yv), TrainerConfig(None, epochs=1, group_by_length=2,
+                                                              progress=False)).fit(list(range(90)), list(range(30)))
+    with pytest.raises(ValueError, match="group_by_length"):
+        TrainerConfig(None, group_by_length=-1)

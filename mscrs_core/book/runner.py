@@ -250,15 +250,24 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
     """Execute each group of chapters in its own process, the groups side by side, the machine's cores and the
     sweep workers (``$MSCRS_WORKERS``) divided among them. Each group's output goes to ``.track-<chapter>.log`` in
     ``out``; a group that fails is named with the end of its log after every group has finished (what the others
-    ran stays, and a new ``mscrs book`` resumes from it)."""
+    ran stays, and a new ``mscrs book`` resumes from it).
+
+    When a group ends, the cores it had go to the groups still running: ``.core-share`` in ``out`` holds each
+    running group's share (:mod:`~mscrs_core.core_share`), and their training, generation and encoding loops
+    follow it."""
     import subprocess
     import sys
+    import time
 
+    from ..core_share import SHARE_ENV, write_share
     from ..experiments.sweep import available_cpus, default_workers
 
     n = len(groups)
-    cpus, workers = max(1, available_cpus() // n), max(1, default_workers() // n)
-    env = {**os.environ, "MSCRS_CPUS": str(cpus), "MSCRS_WORKERS": str(workers),
+    total = available_cpus()
+    cpus, workers = max(1, total // n), max(1, default_workers() // n)
+    share_file = out / ".core-share"
+    write_share(share_file, cpus)
+    env = {**os.environ, "MSCRS_CPUS": str(cpus), "MSCRS_WORKERS": str(workers), SHARE_ENV: str(share_file),
            "OMP_NUM_THREADS": str(max(1, cpus // workers)), "MKL_NUM_THREADS": str(max(1, cpus // workers))}
     procs = []
     for g in groups:
@@ -270,11 +279,21 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
         f = open(path, "w")
         procs.append((g, path, f, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
                                                    cwd=project_root())))
-    failed = []
-    for g, path, f, proc in procs:
-        if proc.wait() != 0:
-            failed.append((g, path))
-        f.close()
+    failed, running = [], list(procs)
+    while running:
+        time.sleep(0.5)
+        ended = [p for p in running if p[3].poll() is not None]
+        for g, path, f, proc in ended:
+            running.remove((g, path, f, proc))
+            f.close()
+            if proc.returncode != 0:
+                failed.append((g, path))
+        if ended and running:
+            share = max(1, total // len(running))
+            write_share(share_file, share)
+            log(f"{len(running)} track{'s' if len(running) > 1 else ''} left: {share} core{'s' if share > 1 else ''} "
+                f"each from now on")
+    share_file.unlink(missing_ok=True)
     if failed:
         lines = []
         for g, path in failed:

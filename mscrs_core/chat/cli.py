@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from mscrs_core.chat.session import ChatSession, format_turn
+from mscrs_core.chat.session import CHAT_CONTEXT_BLOCK_NGRAM, CHAT_NUM_BEAMS, ChatSession, format_turn
 
 
 def _utterances(stream: TextIO):
@@ -28,14 +28,17 @@ def main(argv: list[str] | None = None, stdin: TextIO | None = None, stdout: Tex
     ap.add_argument("--script", default=None, help="file with one user utterance per line (default: stdin)")
     ap.add_argument("--top-k", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=50)
-    ap.add_argument("--num-beams", type=int, default=1)
+    ap.add_argument("--num-beams", type=int, default=CHAT_NUM_BEAMS)
     ap.add_argument("--no-repeat-ngram-size", type=int, default=3)
+    ap.add_argument("--context-block-ngram", type=int, default=CHAT_CONTEXT_BLOCK_NGRAM,
+                    help="never repeat an n-gram of the dialog so far (0: off)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     out, err = stdout or sys.stdout, sys.stderr
     try:
         gen_cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-                                   no_repeat_ngram_size=args.no_repeat_ngram_size)
+                                   no_repeat_ngram_size=args.no_repeat_ngram_size,
+                                   context_block_ngram=args.context_block_ngram)
         session = ChatSession.load(args.checkpoint, args.device, top_k=args.top_k, generation=gen_cfg)
         if args.script is not None:
             script = Path(args.script)

@@ -44,6 +44,13 @@ class ChatTurn:
     retrieved_contexts: list[str] = field(default_factory=list)  # Eq. (26) training contexts (keys)
 
 
+#: the chat's decoding (BlenderBot's): beam search that never repeats a trigram of the dialog so far. A generator
+#: trained on short replies otherwise answers every turn with the sentence it has just said (chapter 8 showed
+#: "I think I'll watch the movie." three times); Table 3 keeps the authors' greedy decoding
+CHAT_CONTEXT_BLOCK_NGRAM = 3
+CHAT_NUM_BEAMS = 4
+
+
 class ChatSession:
     """A dialog with a loaded :class:`~mscrs_core.chat.checkpoint.ChatBundle`; keeps the history and the
     mentioned entities."""
@@ -54,7 +61,8 @@ class ChatSession:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k: expected an integer >= 1, got {top_k!r}")
         self.bundle, self.top_k, self.exclude_mentioned = bundle, top_k, exclude_mentioned
-        self.generation = generation or GenerationConfig()
+        self.generation = generation or GenerationConfig(num_beams=CHAT_NUM_BEAMS,
+                                                         context_block_ngram=CHAT_CONTEXT_BLOCK_NGRAM)
         self.linker = make_linker(bundle.entity2id, bundle.entity_names)
         self.items = set(bundle.item_ids)
         self.rank = recommender_ranker(bundle.recommender, top=max(top_k, 50)) if bundle.recommender else None

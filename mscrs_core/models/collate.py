@@ -7,13 +7,14 @@ with the other speaker's prefix (the samples do not record who spoke it; it is t
 context turn, "System" for an empty context).
 
 Batch (a dict of tensors, so ``accelerate`` can move it):
-    input_ids [B, L] and attention_mask [B, L]: LEFT-padded (the last column is always a real token);
-    entity_ids [B, q] and entity_mask [B, q]: the last q context entities, RIGHT-aligned, pad id 0 + mask;
-    mentioned_ids [B, M] and mentioned_mask [B, M]: the items already mentioned in the context in order of first
-        mention (``sample.mentioned_items``; RIGHT-aligned, so the newest is last; pad id 0 + mask; M >= 1), read by
-        the recommender's mention bias (:class:`~mscrs_core.models.recommender.RecommenderConfig`);
-    labels [B]: target entity ids;
-    context_text [B, d] (only with ``context_features``): the context's sentence-encoder features.
+
+* ``input_ids`` [B, L] and ``attention_mask`` [B, L]: LEFT-padded (the last column is always a real token);
+* ``entity_ids`` [B, q] and ``entity_mask`` [B, q]: the last q context entities, RIGHT-aligned, pad id 0 + mask;
+* ``mentioned_ids`` [B, M] and ``mentioned_mask`` [B, M]: the items already mentioned in the context in order of
+  first mention (``sample.mentioned_items``; RIGHT-aligned, so the newest is last; pad id 0 + mask; M >= 1), read
+  by the recommender's mention bias (:class:`~mscrs_core.models.recommender.RecommenderConfig`);
+* ``labels`` [B]: target entity ids;
+* ``context_text`` [B, d] (only with ``context_features``): the context's sentence-encoder features.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Graph G_s (the "correlation semantic mapping"):
 
 * nodes: the dialog contexts of the TRAINING split (one per conversation sample, i.e. per recommender turn);
-* similarity of two contexts = number of shared enhanced entities |Q_hat_s n Q_hat_j| (Eq. 25 sets);
+* similarity of two contexts = number of shared enhanced entities ``|Q_hat_s n Q_hat_j|`` (Eq. 25 sets);
 * sparsified like Eq. (9)-(11): each context keeps its top-k most similar contexts (binary edges, Eq. 10;
   zero overlap is never an edge), the training graph is symmetrised, and propagation uses the symmetric
   normalisation D^-1/2 A D^-1/2 (Eq. 11).

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mscrs_core.atomic import atomic_write
+from mscrs_core.core_share import follow_share
 from mscrs_core.models.backbone import decoder_of
 
 PROMPT_POSITIONS = ("prefix", "suffix")
@@ -221,6 +222,7 @@ class ContextStateBank:
         conversation contexts (200-token budget) that encodes 1.37x fewer positions than full-width chunks."""
         device = next(self.backbone.parameters()).device
         for start in range(0, len(rows), self.batch_size):
+            follow_share()
             chunk = list(rows[start:start + self.batch_size])
             ids, mask = self._pad(chunk)
             w = max(len(r) for r in chunk)

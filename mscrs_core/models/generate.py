@@ -12,7 +12,8 @@
   vectors (as in training). The same decoding rules: EOS stops a row, ``no_repeat_ngram_size`` bans n-grams of the
   GENERATED tokens (as Hugging Face with ``inputs_embeds``), ``min_new_tokens`` bans EOS before it, beam search
   ranks finished hypotheses by ``sum log p / length ** length_penalty`` and stops a row once ``num_beams`` of them
-  are finished (``early_stopping=True``).
+  are finished (``early_stopping=True``). ``context_block_ngram`` (both orders) bans every n-gram of the dialog's
+  context (its real token ids) from the response: the chat's decoding, never Table 3's.
 * :func:`fill_placeholders`: every ``<movie>`` of a generated response is replaced, left to right, by the next
   item of the recommender's ranking for that context (UniCRS fills ``<movie>`` slots with its recommender's
   predictions); items in ``exclude`` (e.g. those already mentioned in the dialog) are skipped.
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mscrs_core.core_share import follow_share
 from mscrs_core.data.samples import MOVIE_PLACEHOLDER
 
 RankFn = Callable[[object], Sequence[int]]
@@ -49,11 +51,15 @@ class GenerationConfig:
     no_repeat_ngram_size: int = 3  # 0 = off
     length_penalty: float = 1.0  # beam search only
     min_new_tokens: int = 0
+    # > 0: no n-gram of the dialog's context may be generated (ParlAI's beam_context_block_ngram, BlenderBot's
+    # decoding): a chat generator then cannot answer every turn with its previous sentence. 0 = off (Table 3)
+    context_block_ngram: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.num_beams < 1 or self.no_repeat_ngram_size < 0 or self.min_new_tokens < 0:
+        if (self.max_new_tokens < 1 or self.num_beams < 1 or self.no_repeat_ngram_size < 0 or self.min_new_tokens < 0
+                or self.context_block_ngram < 0):
             raise ValueError("GenerationConfig: max_new_tokens >= 1, num_beams >= 1, no_repeat_ngram_size >= 0, "
-                             "min_new_tokens >= 0 expected")
+                             "min_new_tokens >= 0, context_block_ngram >= 0 expected")
 
 
 @dataclass
@@ -91,6 +97,13 @@ def generate_ids(generator, batch: dict[str, torch.Tensor], config: GenerationCo
         kwargs["no_repeat_ngram_size"] = cfg.no_repeat_ngram_size
     if cfg.num_beams > 1:
         kwargs.update(length_penalty=cfg.length_penalty, early_stopping=True)
+    if cfg.context_block_ngram:
+        from transformers import LogitsProcessorList
+
+        # the context's tokens: the real ids of the prefix-layout input (the generated ids start empty here)
+        tables = _context_tables(batch, cfg.context_block_ngram, "input_ids", "attention_mask")
+        kwargs["logits_processor"] = LogitsProcessorList([_ContextBlock(tables, cfg.context_block_ngram,
+                                                                        cfg.num_beams, 0)])
     with warnings.catch_warnings():  # the inputs_embeds/no-repeat note is documented in the module docstring
         warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds.*")
         out = generator.backbone.generate(**kwargs)
@@ -101,6 +114,43 @@ def generate_ids(generator, batch: dict[str, torch.Tensor], config: GenerationCo
             row = row[: row.index(tok.eos_token_id)]
         seqs.append(row)
     return seqs
+
+
+def context_ngrams(context: Sequence[int], n: int) -> dict[tuple[int, ...], set[int]]:
+    """(n-1)-token prefix -> the tokens that complete it to an n-gram of ``context`` (for ``context_block_ngram``)."""
+    table: dict[tuple[int, ...], set[int]] = {}
+    if n <= 0:
+        return table
+    for i in range(len(context) - n + 1):
+        table.setdefault(tuple(context[i:i + n - 1]), set()).add(int(context[i + n - 1]))
+    return table
+
+
+def _context_banned(tokens: list[int], table: dict[tuple[int, ...], set[int]], n: int) -> set[int]:
+    """Tokens that would complete an n-gram of the context after the generated ``tokens``."""
+    if n <= 0 or len(tokens) < n - 1:
+        return set()
+    return table.get(tuple(tokens[len(tokens) - n + 1:]) if n > 1 else (), set())
+
+
+class _ContextBlock:
+    """A Hugging Face logits processor for ``context_block_ngram`` (rows of ``input_ids`` are the generated
+    tokens of hypothesis r, which belongs to context ``r // beams``)."""
+
+    def __init__(self, tables: list[dict], n: int, beams: int, start: int):
+        self.tables, self.n, self.beams, self.start = tables, n, beams, start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for r, row in enumerate(input_ids.tolist()):
+            ban = _context_banned(row[self.start:], self.tables[r // self.beams], self.n)
+            if ban:
+                scores[r, list(ban)] = float("-inf")
+        return scores
+
+
+def _context_tables(batch: dict[str, torch.Tensor], n: int, ids_key: str, mask_key: str) -> list[dict]:
+    ids, mask = batch[ids_key].tolist(), batch[mask_key].tolist()
+    return [context_ngrams([t for t, m in zip(row, ms) if m], n) for row, ms in zip(ids, mask)]
 
 
 def _banned(tokens: list[int], n: int) -> set[int]:
@@ -127,6 +177,8 @@ def generate_suffix(generator, batch: dict[str, torch.Tensor], config: Generatio
     eos = generator.tokenizer.eos_token_id
     b, k = batch["context_ids"].shape[0], cfg.num_beams
     states = generator.context_states(batch["context_ids"], batch["context_mask"])
+    tables = (_context_tables(batch, cfg.context_block_ngram, "context_ids", "context_mask")
+              if cfg.context_block_ngram else None)
     embeds, mask, _ = generator.suffix_inputs(batch)
     dtype = next(generator.backbone.parameters()).dtype
     if k > 1:  # hypotheses of row i are rows i*k .. i*k+k-1
@@ -159,9 +211,11 @@ def generate_suffix(generator, batch: dict[str, torch.Tensor], config: Generatio
         logp = torch.log_softmax(generator.token_logits(hidden), dim=-1)  # [n, V]
         if step < cfg.min_new_tokens:
             logp[:, eos] = float("-inf")
-        if cfg.no_repeat_ngram_size:
+        if cfg.no_repeat_ngram_size or tables is not None:
             for r in range(n):
                 ban = _banned(seqs[r], cfg.no_repeat_ngram_size)
+                if tables is not None:
+                    ban = ban | _context_banned(seqs[r], tables[r // k], cfg.context_block_ngram)
                 if ban:
                     logp[r, list(ban)] = float("-inf")
         if k == 1:
@@ -268,6 +322,7 @@ def generate_responses(generator, samples: Sequence, *, config: GenerationConfig
     names = name_of or str
     out: list[GeneratedResponse] = []
     for start in range(0, len(samples), batch_size):
+        follow_share()
         chunk = list(samples[start:start + batch_size])
         for s, ids in zip(chunk, generate_ids(generator, collator(chunk), config)):
             raw = decode(generator.tokenizer, ids)

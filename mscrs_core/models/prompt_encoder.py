@@ -51,13 +51,13 @@ class PromptEncoder(nn.Module):
         n_entity_prompt: p, number of entity-prompt positions produced by W1.
         n_task_prompt: length of O_rec (the paper's range 10..50).
         tau: temperature of Eq. (18).
+        fuse_variant: ``"paper"`` (Eq. 18 as printed) or ``"infonce"`` (symmetric cross-modal InfoNCE).
+        prompt_init_std: std of the random O_rec init; default: std of the backbone's word embeddings if
+            given through ``embedding_std``, else 0.02.
 
     The sizes and ``tau`` have no defaults here: the model that owns the layer passes them from its config
     (:class:`~mscrs_core.models.recommender.RecommenderConfig`,
     :class:`~mscrs_core.models.conversation.ConversationConfig`), where each default is written once.
-        fuse_variant: ``"paper"`` (Eq. 18 as printed) or ``"infonce"`` (symmetric cross-modal InfoNCE).
-        prompt_init_std: std of the random O_rec init; default: std of the backbone's word embeddings if
-            given through ``embedding_std``, else 0.02.
     """
 
     def __init__(

@@ -4,11 +4,13 @@ graph encoder (E_final, Eq. 16) -> prompt encoder (Eq. 17-18) -> frozen causal L
 -> last-token state (Eq. 20) -> linear map H -> d -> scores against E_final (Eq. 21 / Eq. 23).
 
 Training scopes:
+
 * ``task="pretrain"``: Eq. (21)-(22), softmax over ALL K entities, label = an entity of the turn.
 * ``task="rec"`` with ``rec_scope="items"`` (default, the paper's Eq. 23-24): softmax over the N items only
   (rows ``item_ids`` of E_final), label = the gold item's position on the item axis.
 * ``task="rec"`` with ``rec_scope="all_entities"`` (UniCRS's / the authors' code): softmax over all K entities
   in training; evaluation ranks items only either way (:meth:`score_items`).
+
 Loss = CE + delta * L_fuse.
 
 The graph side is any module whose ``forward()`` returns ``Tensor[K, d]`` (``SemanticGraphEncoder``; for the

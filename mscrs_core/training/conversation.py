@@ -38,6 +38,9 @@ class ConversationTrainConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float | None = 1.0
     seed: int = 42
+    # batches of responses of similar length (a window of this many batches sorted by response length, then the
+    # batches shuffled): the frozen LM runs over each batch's longest response, so grouping saves compute
+    group_by_length: int = 0
     device: str = "cpu"
     progress: bool = True
     resume: bool = True
@@ -51,7 +54,7 @@ class ConversationTrainConfig:
                              eval_batch_size=self.eval_batch_size, warmup_steps=self.warmup_steps,
                              warmup_ratio=self.warmup_ratio, max_grad_norm=self.max_grad_norm, seed=self.seed,
                              cpu=self.device == "cpu", progress=self.progress, resume=self.resume,
-                             description="conversation epoch")
+                             description="conversation epoch", group_by_length=self.group_by_length)
 
 
 @dataclasses.dataclass
@@ -110,6 +113,12 @@ class ConversationTask(TaskDefaults):
 
     def collate(self, samples: list) -> dict[str, Tensor]:
         return self.collator(samples)
+
+    def length(self, sample: Any) -> int:
+        """Tokens a sample adds to the width of its batch: the response (+ EOS) after the soft prompt in the
+        suffix layout (the context's states are cached), context + response in the prefix layout."""
+        ctx, resp = self.collator.parts(sample)
+        return len(resp) if self.collator.layout == "suffix" else len(ctx) + len(resp)
 
     def training_loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         out = model(batch)

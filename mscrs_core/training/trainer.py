@@ -9,6 +9,10 @@ the same way for every task:
 * determinism: random/numpy/torch seeded once (unless ``seed=None``: the caller seeded); the sample order of
   epoch e is the task's :meth:`TrainingTask.order`, by default a pure function of (seed, e)
   (:func:`epoch_order`), so it does not depend on what ran before;
+* batches of similar length (``group_by_length``, for tasks with a ``length(sample)``): every window of that
+  many batches of the epoch's order is sorted by length before it is cut into batches, and the batches are
+  shuffled (:func:`length_grouped_order`), so a batch pads to little more than its own samples (Hugging Face's
+  ``group_by_length``);
 * model selection on the VALIDATION split only, by the task's metric (maximised or minimised); the test split
   never enters this module; at the end the best epoch's weights are loaded into the model;
 * with an ``output_dir``: ``last.pt`` (model, optimiser, scheduler, RNG state, history) written atomically after
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mscrs_core.core_share import follow_share
 from mscrs_core.training.checkpoint import atomic_save, load_checkpoint, resume_from, training_state
 
 SCHEDULES = ("linear", "constant")
@@ -66,10 +71,13 @@ class TrainerConfig:
     progress: bool = True
     resume: bool = True
     description: str = "epoch"
+    group_by_length: int = 0  # window in batches (0: the task's order as it is)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ValueError("epochs/batch_size/eval_batch_size: expected positive integers")
+        if self.group_by_length < 0:
+            raise ValueError(f"group_by_length: expected >= 0 batches, got {self.group_by_length}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -148,6 +156,31 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     """Permutation of the training samples for one epoch; a pure function of (seed, epoch)."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=gen)
+
+
+def length_grouped_order(order: Sequence[int], lengths: Sequence[int], batch_size: int, window: int,
+                         seed: int, epoch: int) -> list[int]:
+    """``order`` rearranged so that consecutive ``batch_size`` chunks hold samples of similar ``lengths``.
+
+    Each window of ``window * batch_size`` samples of ``order`` is sorted by length (longest first, ties in
+    ``order``'s order) and cut into batches; the batches of the whole epoch are then shuffled by a generator
+    seeded with (seed, epoch), so neither the sample set of a window nor the order of batches depends on length;
+    a short last batch stays last. The result is a permutation of ``order``.
+    """
+    if window < 1 or batch_size < 1:
+        raise ValueError("window/batch_size: expected positive integers")
+    idx = list(order)
+    span = window * batch_size
+    batches: list[list[int]] = []
+    for start in range(0, len(idx), span):
+        part = sorted(idx[start:start + span], key=lambda i: -lengths[i])  # stable: ties keep the order
+        batches += [part[b:b + batch_size] for b in range(0, len(part), batch_size)]
+    # a short batch (only the last window can end with one) stays last, so that cutting the result into
+    # batch_size chunks gives back exactly these batches
+    tail = [batches.pop()] if batches and len(batches[-1]) < batch_size else []
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7_919)
+    shuffled = [batches[b] for b in torch.randperm(len(batches), generator=gen).tolist()] + tail
+    return [i for batch in shuffled for i in batch]
 
 
 def decay_groups(params: Sequence[tuple[str, nn.Parameter]], weight_decay: float, lr: float | None = None
@@ -279,13 +312,23 @@ class Trainer:
             best_metric, best_epoch, best_extra = valid[task.metric], -1, extra
             best_state = self._keep_best(core, -1, best_metric, digest, best_path, accelerator)
 
+        lengths = None
+        if c.group_by_length:
+            if not hasattr(task, "length"):
+                raise ValueError(f"group_by_length: {type(task).__name__} has no length(sample)")
+            lengths = [task.length(s) for s in train_samples]
         for epoch in range(start_epoch, c.epochs):
             wrapped.train()
-            batches = global_batches(task.order(len(train_samples), epoch), c.batch_size, n_proc, rank)
+            order = task.order(len(train_samples), epoch)
+            if lengths is not None:
+                order = length_grouped_order(order, lengths, c.batch_size * n_proc, c.group_by_length,
+                                             0 if c.seed is None else c.seed, epoch)
+            batches = global_batches(order, c.batch_size, n_proc, rank)
             steps: list[tuple[int, dict[str, float]]] = []
             bar = tqdm(batches, desc=f"{c.description} {epoch}",
                        disable=not (c.progress and accelerator.is_main_process))
             for idx in bar:
+                follow_share()  # a book track that ended hands its cores over
                 batch = to_device(task.collate([train_samples[i] for i in idx]), device)
                 loss, logs = task.training_loss(wrapped, batch)
                 accelerator.backward(loss)
