@@ -37,9 +37,9 @@
 # short generic sentences), the soft prompt placed after the dialog context (`prompt_position="suffix"`,
 # chapter 6) instead of before it (Eq. 28). The recommendations and neighbours show what the graphs add.
 #
-# **Decoding.** The chat decodes like Table 3 (beam search over four hypotheses, no repeated trigram within a
-# response, chapter 6) and in addition never repeats a trigram of the dialog so far (`context_block_ngram=3`,
-# the context blocking of ParlAI's BlenderBot). The trained prompt favours a few short generic replies: decoded
+# **Decoding.** The chat decodes otherwise than Table 3 (greedy, chapter 6): beam search over four hypotheses
+# that never repeats a trigram of the dialog so far (`context_block_ngram=3`, the context blocking of ParlAI's
+# BlenderBot). The trained prompt favours a few short generic replies: decoded
 # greedily without the block, an earlier default build's generator answered all three turns of the script below
 # with "I think I'll watch the movie." `ChatSession(..., generation=GenerationConfig(...))` and
 # `mscrs chat --num-beams 1 --context-block-ngram 0` give the greedy, unblocked answers back.

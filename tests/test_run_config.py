@@ -14,8 +14,8 @@ from mscrs_core.models.recommender import RecommenderConfig
 #: makes every chapter recompute (hours), so they are pinned; change them only with the runs' configuration
 #: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3;
 #: conversation: 6e0cb44b2202 until Table 3 was scored on every test turn, max_test_samples=0; 0e44ca1be700 until
-#: the prompt trained on length-grouped batches, group_by_length=16, and the responses were decoded with 4 beams)
-DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "a85cc3d08c95"}
+#: the prompt trained on length-grouped batches, group_by_length=16)
+DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "e1d5b6003c7e"}
 
 
 @pytest.mark.parametrize("cls", [RecRunConfig, ConversationRunConfig])
@@ -26,20 +26,20 @@ def test_default_run_digests_are_stable(cls):
 def test_a_run_recorded_before_max_test_samples_keeps_its_digest():
     """Runs scored on max_eval_samples test turns were recorded without the field: read back, they are the
     legacy value (None) and keep their folder name; the new default (every test turn) is another run."""
-    old = {k: v for k, v in ConversationRunConfig.of(num_beams=1).flat().items()
+    old = {k: v for k, v in ConversationRunConfig().flat().items()
            if k not in ("max_test_samples", "group_by_length")}
     back = ConversationRunConfig.from_record(old)
     assert back.max_test_samples is None and back.digest() == "6e0cb44b2202"
-    assert ConversationRunConfig.of(max_test_samples=None, group_by_length=0, num_beams=1).digest() == "6e0cb44b2202"
+    assert ConversationRunConfig.of(max_test_samples=None, group_by_length=0).digest() == "6e0cb44b2202"
 
 
 def test_a_run_recorded_before_length_grouped_batches_keeps_its_digest():
     """Runs trained on plainly shuffled batches were recorded without group_by_length: read back they are the
     legacy value (0) and keep their folder name; the new default (16-batch windows) is another run."""
-    old = {k: v for k, v in ConversationRunConfig.of(num_beams=1).flat().items() if k != "group_by_length"}
+    old = {k: v for k, v in ConversationRunConfig().flat().items() if k != "group_by_length"}
     back = ConversationRunConfig.from_record(old)
     assert back.group_by_length == 0 and back.digest() == "0e44ca1be700"
-    assert ConversationRunConfig().group_by_length == 16 and ConversationRunConfig.of(num_beams=1).digest() != back.digest()
+    assert ConversationRunConfig().group_by_length == 16 and ConversationRunConfig().digest() != back.digest()
 
 
 def test_the_plain_backbone_row_ignores_the_prompts_training_schedule():
