@@ -17,7 +17,21 @@ from .atomic import atomic_write
 
 SHARE_ENV = "MSCRS_CORE_SHARE"
 
-_seen: dict[str, float] = {}
+_seen: dict[str, int] = {}
+
+
+def positive_int_env(name: str, default: int) -> int:
+    """``$name`` as a positive integer (``default`` when unset); anything else is an error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
+    return n
 
 
 def write_share(path: str | os.PathLike, cores: int) -> None:
@@ -54,11 +68,7 @@ def follow_share() -> int | None:
         return None
     import torch
 
-    try:
-        workers = max(1, int(os.environ.get("MSCRS_WORKERS", "1")))
-    except ValueError:
-        workers = 1
-    threads = max(1, share // workers)
+    threads = max(1, share // positive_int_env("MSCRS_WORKERS", 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads

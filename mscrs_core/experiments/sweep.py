@@ -26,6 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..core_share import positive_int_env
 from ..data.files import default_check
 from .fingerprint import stale_reason
 from .recommendation import RecRunConfig, default_results_dir, load_result
@@ -36,29 +37,15 @@ CONVERSATION_RUN_CHAPTER = "06_conversation_run"
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr@10", "mrr@50")
 
 
-def _positive_int_env(name: str, default: int) -> int:
-    """``$name`` as a positive integer (``default`` when unset); anything else is an error naming the variable."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(f"{name} must be a positive integer, got {raw!r}")
-    return n
-
-
 def default_workers() -> int:
     """Points run at once: ``$MSCRS_WORKERS`` (a positive integer), else 1."""
-    return _positive_int_env("MSCRS_WORKERS", 1)
+    return positive_int_env("MSCRS_WORKERS", 1)
 
 
 def available_cpus() -> int:
     """Cores this sweep may use: ``$MSCRS_CPUS`` (set by ``mscrs book --tracks`` for each track of chapters that
     runs beside another), else every core of the machine."""
-    return _positive_int_env("MSCRS_CPUS", os.cpu_count() or 1)
+    return positive_int_env("MSCRS_CPUS", os.cpu_count() or 1)
 
 
 def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrides: dict[str, Any],

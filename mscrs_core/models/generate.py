@@ -103,7 +103,7 @@ def generate_ids(generator, batch: dict[str, torch.Tensor], config: GenerationCo
         # the context's tokens: the real ids of the prefix-layout input (the generated ids start empty here)
         tables = _context_tables(batch, cfg.context_block_ngram, "input_ids", "attention_mask")
         kwargs["logits_processor"] = LogitsProcessorList([_ContextBlock(tables, cfg.context_block_ngram,
-                                                                        cfg.num_beams, 0)])
+                                                                        cfg.num_beams)])
     with warnings.catch_warnings():  # the inputs_embeds/no-repeat note is documented in the module docstring
         warnings.filterwarnings("ignore", message=".*no_repeat_ngram_size.*inputs_embeds.*")
         out = generator.backbone.generate(**kwargs)
@@ -137,12 +137,12 @@ class _ContextBlock:
     """A Hugging Face logits processor for ``context_block_ngram`` (rows of ``input_ids`` are the generated
     tokens of hypothesis r, which belongs to context ``r // beams``)."""
 
-    def __init__(self, tables: list[dict], n: int, beams: int, start: int):
-        self.tables, self.n, self.beams, self.start = tables, n, beams, start
+    def __init__(self, tables: list[dict], n: int, beams: int):
+        self.tables, self.n, self.beams = tables, n, beams
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for r, row in enumerate(input_ids.tolist()):
-            ban = _context_banned(row[self.start:], self.tables[r // self.beams], self.n)
+            ban = _context_banned(row, self.tables[r // self.beams], self.n)
             if ban:
                 scores[r, list(ban)] = float("-inf")
         return scores
