@@ -24,6 +24,9 @@
 #   dialog context and a trained linear layer over the items. *Deviation:* the paper fine-tunes BERT.
 # * **UniCRS**: MSCRS with every semantic graph switched off, i.e. the knowledge-graph prompt only.
 # * **MSCRS**: knowledge graph + collaborative graph + text graph (no image graph: no images exist here).
+#   Both prompt rows train with chapter 3's recipe, including the backbone's own readout of the item titles
+#   (`title_readout`, beyond the paper): the language model's knowledge of movies reaches both rows alike, so
+#   the difference between them is the semantic graphs.
 # * **Graphs alone** (not in the paper): MSCRS's semantic graph encoder untrained, no language model, items
 #   scored by cosine similarity to the mean context entity (chapter 3). It shows how much of the signal the
 #   graphs carry by themselves; it is not counted as a baseline in the significance test.

@@ -67,6 +67,7 @@ min_new_tokens = None  # None: the median length of the training responses (toke
 num_beams = 1  # greedy, the authors' decoding
 no_repeat_ngram_size = 3
 length_penalty = 1.0  # beam search only
+plain_context = "states"  # the plain-backbone row: after the cached context states, or "generate" over the text
 results_dir = None  # None: build/runs
 data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest

@@ -23,7 +23,10 @@
 # * **w/o graphs (UniCRS-like)**: the knowledge-graph prompt only: no collaborative or text graph, no enhanced
 #   entities, no mapping. This is the closest configuration to UniCRS in this harness.
 # * **plain backbone** (the paper's "DialoGPT" row): the same frozen language model continuing the context,
-#   with no prompt and no training.
+#   with no prompt and no training: after the test contexts' cached key/value states (the files chapter 6 wrote)
+#   and the response prefix "System:", decoded by the same greedy loop as the trained rows
+#   (`plain_context="states"`; `"generate"` runs Hugging Face `generate` over each context's text instead, as
+#   the runs before it did, and re-encodes every context).
 # * Figure 4 (c, d): MSCRS without the enhanced entities (w/o -s), without the mapping (w/o -c), without both
 #   (w/o -all).
 #

@@ -3,6 +3,7 @@ cached == uncached in loss and gradients, generation (greedy == a manual uncache
 no-repeat n-grams, beam search), the context-state bank round trip, and the run configuration fields."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -368,3 +369,72 @@ def test_context_block_ngram_never_repeats_the_contexts_ngrams(setup, position, 
             assert hits > 0  # without the block the context's tokens come back (so this test can fail)
     with pytest.raises(ValueError, match="context_block_ngram"):
         GenerationConfig(context_block_ngram=-1)
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_greedy_rows_that_finish_leave_the_batch_without_changing_any_row(setup, kind):
+    """Finished rows are dropped from the batch and the cache: each row's response is still the one it gets
+    decoded alone, whatever the other rows do (EOS forced where a row's own state crosses a threshold, so rows end
+    at different steps)."""
+    g = build(setup, kind).eval()
+    collator = g.make_collator(generation=True)
+    base = max(setup["test"], key=lambda s: len(collator.parts(s)[0]))
+    (role, text), rest = base.context[0], base.context[1:]
+    words = text.split() * 4  # long enough for eight cuts
+    # contexts of distinct lengths (so that a row's positions are its own): the first turn cut after j words
+    samples = [dataclasses.replace(base, context=((role, " ".join(words[:j])),) + rest) for j in range(1, 9)]
+    assert len({len(collator.parts(x)[0]) for x in samples}) == 8
+    eos = setup["tok"].eos_token_id
+    plain = type(g).token_logits
+    lengths = set()
+    for threshold in (0.5, 1.0, 1.5, 2.0):
+        def token_logits(hidden, threshold=threshold):
+            logits = plain(g, hidden)
+            logits[:, eos] += 1e4 * (hidden.float()[:, 0] > threshold)  # a function of the row's own state
+            return logits
+        g.token_logits = token_logits
+        try:
+            cfg = GenerationConfig(max_new_tokens=12, no_repeat_ngram_size=2)
+            batched = generate_ids(g, collator(samples), cfg)
+            alone = [generate_ids(g, collator([s]), cfg)[0] for s in samples]
+        finally:
+            del g.token_logits
+        assert batched == alone, threshold
+        lengths |= {len(r) for r in batched}
+    assert len(lengths) >= 3  # rows did end at different steps
+
+
+@pytest.mark.parametrize("kind", BACKBONES)
+def test_plain_row_after_cached_states_is_hugging_faces_greedy_continuation(setup, kind, tmp_path):
+    """The plain-backbone row in the suffix order (plain_context="states"): after the context's cached states and
+    "System:", the frozen LM's greedy continuation, token for token what Hugging Face generate gives over the same
+    ids; the states are written to the split's bank file once and read back."""
+    from mscrs_core.experiments.conversation import ConversationRunConfig, _plain_after_states
+    from mscrs_core.models.generate import GenerationConfig
+    from mscrs_core.models.plain_generator import PlainGenerator
+
+    tok = setup["tok"]
+    backbone = _backbone(kind, len(tok), tok.eos_token_id)
+    samples = [s for s in setup["test"] if s.context][:5]
+    cfg = ConversationRunConfig.of(model="backbone", backbone="tiny-dialogpt", max_context_length=40)
+    assert cfg.plain_context == "states"
+    trained = ConversationRunConfig.of(backbone="tiny-dialogpt")
+    assert trained.digest() == ConversationRunConfig.of(backbone="tiny-dialogpt", plain_context="generate").digest()
+    assert cfg.digest() != ConversationRunConfig.of(model="backbone", backbone="tiny-dialogpt", max_context_length=40,
+                                                    plain_context="generate").digest()
+    gen_cfg = GenerationConfig(max_new_tokens=6, no_repeat_ngram_size=0)
+    got = _plain_after_states(backbone, tok, samples, cfg, gen_cfg, tmp_path)
+    collator = PlainGenerator(backbone, tok).make_collator()
+    for s, text in zip(samples, got):
+        ctx = collator.parts(s)[0][-(40 + len(collator.prefix_ids)):]
+        ids = torch.tensor([ctx])
+        out = backbone.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)[0, len(ctx):].tolist()
+        if tok.eos_token_id in out:
+            out = out[:out.index(tok.eos_token_id)]
+        assert text == tok.decode(out).strip()
+    files = list((tmp_path / "context-states").glob("*conv-test*"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    assert _plain_after_states(backbone, tok, samples, cfg, gen_cfg, tmp_path) == got
+    assert files[0].stat().st_mtime_ns == stamp  # read back, not recomputed

@@ -12,10 +12,11 @@ from mscrs_core.models.recommender import RecommenderConfig
 
 #: the digests of the default runs, whose folders hold the book's finished results: a refactor that changes them
 #: makes every chapter recompute (hours), so they are pinned; change them only with the runs' configuration
-#: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3;
+#: (recommendation: 31268a2caf7c until T_s from the text encoder became the run's default, chapter 3; b0730a43cae5
+#: until the backbone's title readout did;
 #: conversation: 6e0cb44b2202 until Table 3 was scored on every test turn, max_test_samples=0; 0e44ca1be700 until
 #: the prompt trained on length-grouped batches, group_by_length=16)
-DEFAULT_DIGESTS = {RecRunConfig: "b0730a43cae5", ConversationRunConfig: "e1d5b6003c7e"}
+DEFAULT_DIGESTS = {RecRunConfig: "6ab6eda5018f", ConversationRunConfig: "e1d5b6003c7e"}
 
 
 @pytest.mark.parametrize("cls", [RecRunConfig, ConversationRunConfig])
@@ -31,6 +32,16 @@ def test_a_run_recorded_before_max_test_samples_keeps_its_digest():
     back = ConversationRunConfig.from_record(old)
     assert back.max_test_samples is None and back.digest() == "6e0cb44b2202"
     assert ConversationRunConfig.of(max_test_samples=None, group_by_length=0).digest() == "6e0cb44b2202"
+
+
+def test_a_run_recorded_before_the_title_readout_keeps_its_digest():
+    """Recommendation runs recorded without title_readout read back as the legacy value (off) and keep their folder
+    name; the new default (on) is another run, and the cue enters the digest only when changed."""
+    old = {k: v for k, v in RecRunConfig().flat().items() if k not in ("title_readout", "title_cue")}
+    back = RecRunConfig.from_record(old)
+    assert back.title_readout is False and back.digest() == "b0730a43cae5"
+    assert "title_cue" not in RecRunConfig().identity()
+    assert RecRunConfig.of(title_cue="System: watch ").digest() != RecRunConfig().digest()
 
 
 def test_a_run_recorded_before_length_grouped_batches_keeps_its_digest():
@@ -53,9 +64,10 @@ def test_the_plain_backbone_row_ignores_the_prompts_training_schedule():
 
 def test_the_model_section_is_the_models_own_config():
     cfg = RecRunConfig()
-    # every model default is written once, in RecommenderConfig: the run reads it from there, except the two
-    # fields the run's recipe sets (run_recommender_config: T_s from the sentence encoder, chosen on validation)
-    run_choice = {"context_encoder": "text_encoder", "text_skip": True}
+    # every model default is written once, in RecommenderConfig: the run reads it from there, except the fields
+    # the run's recipe sets (run_recommender_config: T_s from the sentence encoder and the backbone's title readout,
+    # chosen on validation)
+    run_choice = {"context_encoder": "text_encoder", "text_skip": True, "title_readout": True}
     assert isinstance(cfg.recommender, RecommenderConfig)
     assert cfg.recommender == dataclasses.replace(RecommenderConfig(), **run_choice)
     for f in dataclasses.fields(RecommenderConfig):
@@ -104,7 +116,7 @@ def test_a_changed_default_gets_a_new_digest_and_the_old_runs_keep_theirs():
     """T_s from the text encoder became the run's default after runs without it were recorded: the new default
     must not share their folders (they would be loaded as its results), and the old configuration keeps its
     digest."""
-    legacy = RecRunConfig.of(context_encoder="backbone_embeddings", text_skip=False)
+    legacy = RecRunConfig.of(context_encoder="backbone_embeddings", text_skip=False, title_readout=False)
     assert legacy.digest() == "31268a2caf7c"  # the runs recorded before the change
     assert RecRunConfig().digest() != legacy.digest()
     assert "context_encoder" in RecRunConfig().identity() and "context_encoder" not in legacy.identity()

@@ -90,6 +90,9 @@ class ConversationTrainingConfig:
                                        group_by_length=self.group_by_length)
 
 
+PLAIN_CONTEXTS = ("states", "generate")
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """How responses are generated (:class:`~mscrs_core.models.generate.GenerationConfig`)."""
@@ -103,6 +106,14 @@ class DecodingConfig:
     num_beams: int = 1
     no_repeat_ngram_size: int = 3
     length_penalty: float = 1.0  # beam search only
+    # the plain-backbone row (model="backbone"): "states" decodes after the test contexts' cached key/value states
+    # (the trained rows' bank files; models.plain_generator), "generate" runs Hugging Face generate over each
+    # context's text (the runs before; the prefix prompt order always does)
+    plain_context: str = "states"
+
+    def __post_init__(self) -> None:
+        if self.plain_context not in PLAIN_CONTEXTS:
+            raise ValueError(f"plain_context: expected one of {PLAIN_CONTEXTS}, got {self.plain_context!r}")
 
     def generation_config(self, median_tokens: int):
         """The decoding parameters, ``min_new_tokens=None`` resolved to ``median_tokens`` (capped)."""
@@ -139,10 +150,12 @@ class ConversationRunConfig(RunConfig):
     DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = (
         "max_entities", "n_entity_prompt", "n_task_prompt", "max_neighbours", "mapping_k", "mapping_mlp_hidden",
         "loss_on", "loss_reduction", "fuse_weight", "tau", "max_context_length", "max_response_length",
-        "placeholder", "length_penalty", "max_test_samples", "group_by_length")
+        "placeholder", "length_penalty", "max_test_samples", "group_by_length", "plain_context")
     # Table 3 on every test turn became the default; the runs recorded before scored max_eval_samples of them;
-    # length-grouped batches likewise (the runs before them shuffled the batches plainly)
-    DIGEST_LEGACY_VALUES: ClassVar[dict[str, Any]] = {"max_test_samples": None, "group_by_length": 0}
+    # length-grouped batches likewise (the runs before them shuffled the batches plainly), and the plain row's
+    # decoding after the cached context states (before: Hugging Face generate over the context text)
+    DIGEST_LEGACY_VALUES: ClassVar[dict[str, Any]] = {"max_test_samples": None, "group_by_length": 0,
+                                                      "plain_context": "generate"}
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -154,6 +167,14 @@ class ConversationRunConfig(RunConfig):
             # the plain frozen LM trains nothing: the prompt's schedule must not enter its identity, or a new epoch
             # count (or batch grouping) would recompute chapter 7's plain row for the very same responses
             object.__setattr__(self, "training", untrained)
+
+    def identity(self) -> dict[str, Any]:
+        """As :meth:`RunConfig.identity`; ``plain_context`` counts for the plain-backbone row only (the trained rows
+        never read it, so their digests ignore it)."""
+        ident = super().identity()
+        if self.model != "backbone":
+            ident.pop("plain_context", None)
+        return ident
 
     def name(self) -> str:
         flags = "".join(c for c, on in (("g", self.use_graphs), ("s", self.use_enhanced_entities),
@@ -250,8 +271,22 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     return on_disk
 
 
+def _plain_after_states(backbone, tokenizer, samples, cfg: ConversationRunConfig, gen_cfg, cache: Path) -> list[str]:
+    """The frozen LM continuing each context after its cached key/value states (the trained rows' bank files for
+    the split), greedy rows leaving the batch when they end (:mod:`~mscrs_core.models.plain_generator`)."""
+    from ..models.generate import generate_responses
+    from ..models.plain_generator import PlainConfig, PlainGenerator
+
+    c = cfg.conversation
+    plain = PlainGenerator(backbone, tokenizer, PlainConfig(max_context_length=context_budget(cfg, backbone),
+                                                            max_response_length=c.max_response_length))
+    plain.state_bank = state_bank_for(plain, samples, cfg.dataset, "test", cache)
+    return [r.raw for r in generate_responses(plain, samples, config=gen_cfg)]
+
+
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, min_new_tokens: int = 0) -> list[str]:
-    """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training."""
+    """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training, through Hugging Face
+    ``generate`` over each context's text (``plain_context="generate"``, and the prefix order)."""
     from ..core_share import follow_share
     from ..models.collate import context_text
     from ..models.generate import GENERATION_BATCH_SIZE
@@ -298,6 +333,15 @@ def backbone_path(cfg, ds, cache: Path) -> str:
     return str(tiny_dialogpt_for(ds, cache, cfg.backbone_epochs) if cfg.backbone == "tiny-dialogpt" else cfg.backbone)
 
 
+def context_budget(cfg: ConversationRunConfig, backbone) -> int:
+    """The context tokens a run's generator reads: ``max_context_length``, less when the backbone's positions run
+    out (response + prompt + a margin must fit after it)."""
+    limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
+    c = cfg.conversation
+    room = limit - c.max_response_length - c.n_entity_prompt - c.n_task_prompt - 8  # response + prompt + margin
+    return min(c.max_context_length, room)
+
+
 def build_generator(cfg: ConversationRunConfig, ds, graphs, backbone, tokenizer, train: list, cache: Path):
     """The untrained :class:`~mscrs_core.models.conversation.MSCRSGenerator` of ``cfg`` (Eq. 25-29).
 
@@ -313,10 +357,7 @@ def build_generator(cfg: ConversationRunConfig, ds, graphs, backbone, tokenizer,
                        use_image=cfg.use_graphs)
     torch.manual_seed(cfg.seed)
     encoder = graphs.encoder(gcfg)
-    limit = getattr(backbone.config, "n_positions", None) or backbone.config.max_position_embeddings
-    c = cfg.conversation
-    room = limit - c.max_response_length - c.n_entity_prompt - c.n_task_prompt - 8  # response + prompt + margin
-    ccfg = replace(c, max_context_length=min(c.max_context_length, room))
+    ccfg = replace(cfg.conversation, max_context_length=context_budget(cfg, backbone))
     embedder = make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
     bank = None
     if cfg.use_context_mapping:
@@ -383,7 +424,11 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     refs = [s.response for s in test]
     explained: list[dict] = []
     if cfg.model == "backbone":
-        preds, history = _plain_backbone(backbone, tokenizer, test, cfg, gen_cfg.min_new_tokens), []
+        if cfg.plain_context == "states" and cfg.prompt_position == "suffix":
+            preds = _plain_after_states(backbone, tokenizer, test, cfg, gen_cfg, cache)
+        else:
+            preds = _plain_backbone(backbone, tokenizer, test, cfg, gen_cfg.min_new_tokens)
+        history = []
         ev = GenerationEvaluator()
         ev.update(preds, refs)
         metrics = ev.compute()

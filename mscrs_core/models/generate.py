@@ -207,29 +207,40 @@ def generate_suffix(generator, batch: dict[str, torch.Tensor], config: Generatio
         alive[:, 1:] = float("-inf")  # all beams start identical: expand beam 0 only at the first step
     done = [False] * b
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    # greedy: the rows still decoding (batch position -> row); finished rows leave the batch (and the cache) once
+    # an eighth of it has finished, so a batch does not pay for its longest response on every row
+    rows = list(range(n))
     for step in range(cfg.max_new_tokens):
-        logp = torch.log_softmax(generator.token_logits(hidden), dim=-1)  # [n, V]
+        logp = torch.log_softmax(generator.token_logits(hidden), dim=-1)  # [len(rows), V]
         if step < cfg.min_new_tokens:
             logp[:, eos] = float("-inf")
         if cfg.no_repeat_ngram_size or tables is not None:
-            for r in range(n):
+            for p, r in enumerate(rows):
                 ban = _banned(seqs[r], cfg.no_repeat_ngram_size)
                 if tables is not None:
                     ban = ban | _context_banned(seqs[r], tables[r // k], cfg.context_block_ngram)
                 if ban:
-                    logp[r, list(ban)] = float("-inf")
+                    logp[p, list(ban)] = float("-inf")
         if k == 1:
             nxt = logp.argmax(-1)
-            for r in range(n):
+            for p, r in enumerate(rows):
                 if not done[r]:
-                    tok = int(nxt[r])
+                    tok = int(nxt[p])
                     if tok == eos:
                         done[r] = True
                     else:
                         seqs[r].append(tok)
             if all(done):
                 break
-            nxt = torch.where(torch.tensor(done, device=device), torch.full_like(nxt, eos), nxt)
+            ended = [p for p, r in enumerate(rows) if done[r]]
+            if len(ended) * 8 >= len(rows):
+                keep = torch.tensor([p for p, r in enumerate(rows) if not done[r]], device=device)
+                for layer in cache.layers:
+                    layer.keys, layer.values = layer.keys.index_select(0, keep), layer.values.index_select(0, keep)
+                full_mask, next_pos, nxt = full_mask.index_select(0, keep), next_pos.index_select(0, keep), nxt[keep]
+                rows = [r for r in rows if not done[r]]
+            else:  # rows that ended stay in the batch until the next compaction, fed EOS (their output is final)
+                nxt = torch.where(torch.tensor([done[r] for r in rows], device=device), torch.full_like(nxt, eos), nxt)
             order = None
         else:
             v = logp.shape[-1]
@@ -267,7 +278,7 @@ def generate_suffix(generator, batch: dict[str, torch.Tensor], config: Generatio
             next_pos = next_pos.index_select(0, order)
         if step == cfg.max_new_tokens - 1:
             break
-        full_mask = torch.cat([full_mask, full_mask.new_ones(n, 1)], dim=1)
+        full_mask = torch.cat([full_mask, full_mask.new_ones(full_mask.shape[0], 1)], dim=1)
         emb = generator.embed_tokens(nxt.unsqueeze(1)).to(dtype)
         out = decoder(inputs_embeds=emb, attention_mask=full_mask, position_ids=next_pos, cache=cache, use_cache=True)
         cache, hidden, next_pos = out.cache, out.last_hidden_state[:, -1], next_pos + 1

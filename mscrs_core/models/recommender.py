@@ -36,6 +36,7 @@ from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank,
 from mscrs_core.models.frozen import FrozenBackboneMixin
 from mscrs_core.models.pretrained import PretrainedMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
+from mscrs_core.models.title_readout import DEFAULT_CUE, TitleReadout
 
 REC_SCOPES = ("items", "all_entities")
 TASKS = ("rec", "pretrain")
@@ -76,6 +77,10 @@ class RecommenderConfig:
       (``"last"``, the default). ``"mean"`` pools the output states of the soft prompt's positions instead: in
       either order every prompt position attends to the whole context, so the mean reads what all of them
       gathered rather than what one position kept.
+    * ``title_readout=True``: the logits also get ``gamma * t_i(s)``, the frozen backbone's own readout of item i's
+      title as the next words after the context and the cue ``title_cue`` (a pointwise mutual information,
+      :mod:`~mscrs_core.models.title_readout`); ``gamma`` starts at 0. Computed once per context without gradient,
+      so the warm-up (the soft-prompt path closed) uses it too. Needs ``item_titles`` and the tokenizer.
     """
 
     max_entities: int = 32  # q
@@ -106,6 +111,10 @@ class RecommenderConfig:
     # Eq. (20)'s Pooling: "last" (the paper's text: "the last token representation") | "mean" (the mean over the
     # soft prompt's output states, which all attend to the whole context)
     readout: str = "last"
+    # the backbone's own next-token readout of the item titles after a textual cue, added as gamma * t_i(s) to the
+    # logits, gamma learned from zero (mscrs_core.models.title_readout; beyond the paper, chapter 3)
+    title_readout: bool = False
+    title_cue: str = DEFAULT_CUE
 
     def __post_init__(self) -> None:
         if self.rec_scope not in REC_SCOPES:
@@ -128,6 +137,8 @@ class RecommenderConfig:
             raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
         if self.lm_scale <= 0:
             raise ValueError(f"lm_scale: expected > 0, got {self.lm_scale}")
+        if self.title_readout and not self.title_cue:
+            raise ValueError("title_cue: expected a non-empty text with title_readout=True")
 
     @classmethod
     def paper(cls, **overrides) -> "RecommenderConfig":
@@ -168,6 +179,8 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         tokenizer: the backbone's tokenizer, kept for building collators (not a module).
         config: :class:`RecommenderConfig`; keyword arguments named like its fields override it.
         entity_dim: d; inferred by calling ``graph_encoder()`` once when omitted.
+        item_titles: one title per item (``config.title_readout``; :func:`~mscrs_core.models.title_readout.item_title`
+            of the entity names).
 
     ``save_pretrained(dir)`` / ``MSCRSRecommender.from_pretrained(dir)`` (:mod:`~mscrs_core.models.pretrained`)
     write and rebuild it: config, trainable weights, graphs, item ids, tokenizer; the backbone is reloaded by name.
@@ -185,6 +198,7 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         tokenizer=None,
         config: RecommenderConfig | None = None,
         entity_dim: int | None = None,
+        item_titles: list[str] | None = None,
         **overrides,
     ):
         super().__init__()
@@ -237,13 +251,23 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         if config.mention_bias:
             self.mention_weight = nn.Parameter(torch.tensor(float(config.mention_init)))
             self.mention_recency = nn.Parameter(torch.tensor(float(config.mention_init) / 2))
+        self.title_readout: TitleReadout | None = None
+        if config.title_readout:
+            if tokenizer is None or item_titles is None or len(item_titles) != item_ids.numel():
+                raise ValueError(f"title_readout: needs the tokenizer and one title per item ({item_ids.numel()}), "
+                                 f"got {None if item_titles is None else len(item_titles)} titles")
+            self.title_readout = TitleReadout(backbone, tokenizer, item_titles, config.title_cue)
+            self.title_weight = nn.Parameter(torch.tensor(0.0))  # gamma: the untrained model is unchanged
         self.fuse_weight, self.rec_scope = config.fuse_weight, config.rec_scope
         self.context_bank: ContextStateBank | None = None
         self.lm_path = True
 
     # ------------------------------------------------------------------ save_pretrained / from_pretrained
     def _pretrained_extras(self) -> dict:
-        return {"item_ids": [int(i) for i in self.item_ids.tolist()], "lm_path": bool(self.lm_path)}
+        extras = {"item_ids": [int(i) for i in self.item_ids.tolist()], "lm_path": bool(self.lm_path)}
+        if self.title_readout is not None:
+            extras["item_titles"] = list(self.title_readout.titles)
+        return extras
 
     @classmethod
     def _build_pretrained(cls, directory, config, graph_encoder, backbone, tokenizer, extras):
@@ -251,8 +275,12 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         item_ids = extras.get("item_ids")
         if not isinstance(item_ids, list) or not all(isinstance(i, int) for i in item_ids):
             raise ValueError(f"{directory / 'config.json'}: extras.item_ids must be a list of entity ids")
+        titles = extras.get("item_titles")
+        if config.title_readout and (not isinstance(titles, list) or not all(isinstance(t, str) for t in titles)):
+            raise ValueError(f"{directory / 'config.json'}: extras.item_titles must be a list of titles "
+                             "(title_readout=True)")
         model = cls(graph_encoder, backbone, torch.tensor(item_ids, dtype=torch.long), tokenizer=tokenizer,
-                    config=config)
+                    config=config, item_titles=titles if config.title_readout else None)
         if not extras.get("lm_path", True):
             model.close_lm_path()
         return model
@@ -359,6 +387,26 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         value = (self.mention_weight + self.mention_recency * recency) * mask
         return torch.zeros(ids.shape[0], width, device=value.device, dtype=value.dtype).scatter_add(1, ids, value)
 
+    def title_bonus(self, batch: dict[str, Tensor], item_axis: bool, width: int) -> Tensor | None:
+        """[B, width] gamma * t_i(s) (``title_readout``; items only on the entity axis); None when off."""
+        if self.title_readout is None:
+            return None
+        readout = self.title_readout.lookup(batch["input_ids"].cpu(), batch["attention_mask"].cpu(), self.context_bank)
+        value = self.title_weight * readout.to(self.title_weight.device)
+        if item_axis:
+            return value
+        return torch.zeros(value.shape[0], width, device=value.device, dtype=value.dtype).index_copy(
+            1, self.item_ids.to(value.device), value)
+
+    def bonus(self, batch: dict[str, Tensor], item_axis: bool, width: int, task: str = "rec") -> Tensor | None:
+        """The logit terms beside the head's: the mention bonus and, except in pre-training (its context holds the
+        response that names the target), the title readout."""
+        terms = [self.mention_bonus(batch, item_axis, width)]
+        if task == "rec":
+            terms.append(self.title_bonus(batch, item_axis, width))
+        terms = [t for t in terms if t is not None]
+        return sum(terms[1:], terms[0]) if terms else None
+
     def scores(self, r_hat: Tensor, rows: Tensor, item_axis: bool, bonus: Tensor | None = None) -> Tensor:
         """Logits of Eq. (21)/(23) under the configured head (cosine: scaled, plus item bias on the item axis,
         plus the mention bonus when given)."""
@@ -382,10 +430,10 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         labels = batch["labels"]
         if task == "rec" and self.rec_scope == "items":
             logits = self.scores(r_hat, table[self.item_ids], item_axis=True,
-                                 bonus=self.mention_bonus(batch, True, self.item_ids.numel()))  # Eq. (23)
+                                 bonus=self.bonus(batch, True, self.item_ids.numel(), task))  # Eq. (23)
             targets = self.item_positions(labels)
         else:  # Eq. (21); UniCRS-style rec over all entities
-            logits = self.scores(r_hat, table, item_axis=False, bonus=self.mention_bonus(batch, False, table.shape[0]))
+            logits = self.scores(r_hat, table, item_axis=False, bonus=self.bonus(batch, False, table.shape[0], task))
             targets = labels
         ce = F.cross_entropy(logits, targets)
         return RecOutput(ce + self.fuse_weight * fuse, ce, fuse, logits)
@@ -405,10 +453,10 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         """Scores over the item axis for evaluation, ``Tensor[B, N]`` (Eq. 23 logits)."""
         r_hat, _, table = self.encode(batch)
         return self.scores(r_hat, table[self.item_ids], item_axis=True,
-                           bonus=self.mention_bonus(batch, True, self.item_ids.numel()))
+                           bonus=self.bonus(batch, True, self.item_ids.numel()))
 
     @torch.no_grad()
     def score_entities(self, batch: dict[str, Tensor]) -> Tensor:
         """Scores over all K entities (pre-training evaluation, Eq. 21 logits)."""
         r_hat, _, table = self.encode(batch)
-        return self.scores(r_hat, table, item_axis=False, bonus=self.mention_bonus(batch, False, table.shape[0]))
+        return self.scores(r_hat, table, item_axis=False, bonus=self.bonus(batch, False, table.shape[0], "pretrain"))

@@ -156,7 +156,7 @@ def recommender_param_groups(model: nn.Module, lr: float, weight_decay: float, g
              "head": head_lr if head_lr is not None else lr, "text": text_lr if text_lr is not None else lr}
 
     def kind(name: str) -> str:
-        if name in ("log_scale", "item_bias", "mention_weight", "mention_recency"):
+        if name in ("log_scale", "item_bias", "mention_weight", "mention_recency", "title_weight"):
             return "head"
         if name.startswith(("text_projection.", "text_skip_map.")):
             return "text"

@@ -57,8 +57,13 @@ def build_recommender(cfg: RecRunConfig, ds, graphs, backbone, tokenizer):
     torch.manual_seed(cfg.seed)
     encoder = graphs.encoder(cfg.graphs.encoder_config(cfg.dataset, semantic=cfg.model == "mscrs"))
     torch.manual_seed(cfg.seed)
+    titles = None
+    if cfg.recommender.title_readout:
+        from ...models.title_readout import item_title
+
+        titles = [item_title(ds.name_of(e)) for e in ds.item_ids]
     return MSCRSRecommender(encoder, backbone, torch.as_tensor(ds.item_ids), tokenizer=tokenizer,
-                            config=cfg.recommender)
+                            config=cfg.recommender, item_titles=titles)
 
 
 def lm_free_graph_encoder(cfg: RecRunConfig, ds, cache: Path, data_root):

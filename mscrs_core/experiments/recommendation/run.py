@@ -28,6 +28,13 @@ from .config import RecRunConfig
 from .results import atomic_json, default_results_dir
 
 
+#: The stage trained with the soft-prompt path closed (``close_lm_path``): the graph side, the head, the text path and,
+#: with ``title_readout``, the weight of the backbone's title readout (computed once per context, no prompt). Results
+#: written before the readout existed call it "warm-up (no LM)" (:data:`LEGACY_WARM_STAGE`).
+WARM_STAGE = "warm-up (no soft prompt)"
+LEGACY_WARM_STAGE = "warm-up (no LM)"
+
+
 def _evaluate_scores(scores: torch.Tensor, samples: list, item_pos: dict[int, int],
                      popularity: torch.Tensor | None = None) -> tuple[dict, dict, dict]:
     """Metrics (ties never in the model's favour), per-sample values, and the slices: gold already mentioned in
@@ -123,7 +130,7 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
 
 
 def lm_stage_wins(warm_recall: float, lm_recall: float, n_valid: int, rule: str = "one_se") -> bool:
-    """Does validation keep the language-model stage rather than the warm-up (which has no LM)?
+    """Does validation keep the language-model stage rather than the warm-up (no soft-prompt pass)?
 
     ``"best"``: whichever has the higher validation Recall@10 (ties keep the warm-up). ``"one_se"``: the one
     standard error rule (Breiman et al. 1984; Hastie et al., *Elements of Statistical Learning*, 7.10): the larger
@@ -185,6 +192,11 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
                                                               "pretrain-valid": pre_valid},
                                         dataset=cfg.dataset, cache=cache))
         model.attach_context_bank(bank)
+    if model.title_readout is not None:  # t(s) of every context once, without gradient (read back by later runs)
+        from ...models.title_readout import precompute_readout
+
+        precompute_readout(model.title_readout, collator, list(train) + list(valid) + list(test), dataset=cfg.dataset,
+                           cache=cache, bank=model.context_bank)
     bank_seconds = round(time.perf_counter() - t_bank, 1)
     history: list[dict] = []
 
@@ -200,7 +212,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
         model.close_lm_path()
         warm = train_loop(model, train, valid, stage("warm"), collator=collator)
         model.close_lm_path(False)
-        history += [{"stage": "warm-up (no LM)", **h} for h in warm.history]
+        history += [{"stage": WARM_STAGE, **h} for h in warm.history]
     selected, lm_best = "rec", None
     if cfg.rec_epochs > 0:
         # after a warm-up the graph side, head and biases are trained: the LM stage learns what the language
@@ -223,7 +235,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
 
         model.load_trainable_state_dict(load_checkpoint(warm.best_path)["model"])
         model.close_lm_path()
-        res, selected = warm, "warm-up (no LM)"
+        res, selected = warm, WARM_STAGE
     model.eval()
     scores = []
     with torch.no_grad():
@@ -238,7 +250,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
     extra = {"graphs": {k: v for k, v in encoder.describe().items() if k != "config"},
              "graph_summary": graphs.summary(), "backbone": str(path), "best_rec_epoch": res.best_epoch,
              "selected_stage": selected,
-             "stage_valid_recall@10": {"warm-up (no LM)": None if warm is None else warm.best_metric,
+             "stage_valid_recall@10": {WARM_STAGE: None if warm is None else warm.best_metric,
                                        "rec": None if cfg.rec_epochs == 0 else lm_best},
              "select_rule": cfg.select_rule,
              "context_state_seconds": bank_seconds,
