@@ -2,7 +2,7 @@
 #   make book   set up .venv, execute every chapter (default profile), render the HTML book (_build/html);
 #               make book PROFILE=full runs every sweep at full size (several hours on 2 CPU cores)
 #   make test   set up .venv, run pytest and nbval (every chapter under the smoke profile), then check the
-#               smoke runs' numbers against tests/goldens/smoke.json (make goldens regenerates them)
+#               smoke runs' numbers against tests/goldens/smoke-<platform>.json (make goldens regenerates them)
 # Data: $MSCRS_DATA, else ../shared/data. No model or data is downloaded at run time.
 
 PYTHON ?= python3
@@ -52,7 +52,7 @@ test-lib: setup
 
 # nbval executes every chapter under the smoke profile; the runs write their result.json into build/nbval/runs
 # (emptied first: every smoke run trains afresh), on the CPU with two torch threads whatever the machine, so that
-# the numbers are the goldens' (tests/goldens/smoke.json; tests/regression/goldens.py says what is compared).
+# the numbers are the goldens' (tests/goldens/smoke-<platform>.json, one per processor kind; tests/regression/goldens.py says what is compared).
 SMOKE_ROOT ?= build/nbval
 smoke-runs: export MSCRS_RESULTS_DIR := $(abspath $(SMOKE_ROOT))/runs
 smoke-runs: export OMP_NUM_THREADS := 2
@@ -69,7 +69,7 @@ test-notebooks: smoke-runs
 
 # after an intended change of the numbers: execute the smoke book and write its numbers as the new goldens
 goldens: smoke-runs
-	$(PY) tests/regression/goldens.py $(SMOKE_ROOT) --write tests/goldens/smoke.json
+	$(PY) tests/regression/goldens.py $(SMOKE_ROOT) --write
 
 bench: setup
 	$(PY) benchmarks/graphs.py

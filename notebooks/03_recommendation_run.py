@@ -37,7 +37,7 @@ comention_threshold = 1
 entity_dim = 64
 backbone = "smollm2-135m"  # or "tiny-dialogpt", "microsoft/DialoGPT-small", a local folder
 backbone_epochs = 2.0  # pre-training epochs of the miniature DialoGPT (that backbone only)
-backbone_dtype = "bfloat16"  # "float32" | "bfloat16" (frozen backbone only)
+backbone_dtype = "auto"  # "auto" (bfloat16 where the CPU/GPU has it natively, else float32) | "float32" | "bfloat16"
 attn_implementation = "eager"
 max_entities = 32  # q, the newest context entities the prompt reads
 n_task_prompt = 10
@@ -212,7 +212,9 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 # choice where one exists):
 #
 # * **Backbone.** A frozen SmolLM2-135M-Instruct (`backbone="smollm2-135m"`, shipped offline as GGUF,
-#   converted once to safetensors, run in bfloat16 with eager attention) instead of DialoGPT-small; the smoke
+#   converted once to safetensors, run with eager attention in bfloat16 where the processor computes it natively
+#   (AMX or AVX512-BF16, a recent GPU), in float32 elsewhere: `backbone_dtype="auto"`; the run records which)
+#   instead of DialoGPT-small; the smoke
 #   profile uses the project's miniature DialoGPT. Any causal LM loads by name (`microsoft/DialoGPT-small`
 #   where a user has it).
 # * **Prompt order** (`prompt_position="suffix"`). Eq. (19) feeds [V_hat; O_rec; s]; here the prompt comes

@@ -30,7 +30,7 @@
 # * Figure 4 (c, d): MSCRS without the enhanced entities (w/o -s), without the mapping (w/o -c), without both
 #   (w/o -all).
 #
-# **Deviations.** The backbone is SmolLM2-135M-Instruct in bfloat16 (the smoke profile: the project's
+# **Deviations.** The backbone is SmolLM2-135M-Instruct (bfloat16 where native, else float32; the smoke profile: the project's
 # miniature DialoGPT), not DialoGPT-small, so the "plain backbone" row is SmolLM2 answering zero-shot; the
 # soft prompt goes after the dialog context (`prompt_position="suffix"`, chapter 6) instead of before it
 # (Eq. 28; the `paper` profile keeps the prefix order); the

@@ -32,7 +32,7 @@
 # mscrs chat --checkpoint build/chat/inspired
 # ```
 #
-# **Deviations.** The models are those of the default profile: SmolLM2-135M-Instruct in bfloat16 as the
+# **Deviations.** The models are those of the default profile: SmolLM2-135M-Instruct (bfloat16 where native) as the
 # frozen backbone (not DialoGPT-small; the smoke profile uses the project's miniature DialoGPT, which gives
 # short generic sentences), the soft prompt placed after the dialog context (`prompt_position="suffix"`,
 # chapter 6) instead of before it (Eq. 28). The recommendations and neighbours show what the graphs add.

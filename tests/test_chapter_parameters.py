@@ -88,7 +88,15 @@ def fields(cls: type) -> dict[str, "Default"]:
     """Flat parameter name -> its default, read from the run configuration and its sections each time (a
     section's defaults are the model's or the trainer's own: ``RecommenderConfig`` writes them once)."""
     defaults = cls().flat()
+    # a field the configuration resolves when it is made ("auto" -> the machine's dtype) keeps its declared default
+    from mscrs_core.experiments.recommendation import BackboneConfig
+
+    defaults.update({f.name: f.default for f in dataclasses.fields(BackboneConfig) if f.name in RESOLVED_FIELDS})
     return {name: Default(defaults[name]) for name in cls.field_names()}
+
+
+#: fields whose value a configuration resolves on construction (``BackboneConfig.backbone_dtype``: "auto")
+RESOLVED_FIELDS = {"backbone_dtype"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -249,8 +249,10 @@ def test_run_config_fields_enter_the_name():
     from mscrs_core.experiments.conversation import ConversationRunConfig
 
     cfg = ConversationRunConfig()
+    from mscrs_core.models.backbone import resolve_dtype_name
+
     assert (cfg.backbone, cfg.prompt_position, cfg.backbone_dtype, cfg.attn_implementation) == (
-        "smollm2-135m", "suffix", "bfloat16", "eager")
+        "smollm2-135m", "suffix", resolve_dtype_name("auto"), "eager")
     assert ConversationRunConfig.of(prompt_position="prefix").name() != cfg.name()
     assert ConversationRunConfig.of(backbone="tiny-dialogpt").name() != cfg.name()
     with pytest.raises(ValueError, match="prompt_position"):
@@ -295,6 +297,28 @@ def test_run_state_bank_streams_to_disk_beyond_the_memory_budget(setup, tmp_path
     assert torch.equal(a.attention_mask, b.attention_mask)
     reread = state_bank_for(g, samples, "synthetic", "test", tmp_path / "disk", max_bytes=1)  # all there: read only
     assert len(reread) == len(disk)
+
+
+def test_a_float32_bank_too_large_for_the_disk_budget_is_stored_in_bfloat16(setup, tmp_path):
+    """On a processor without native bfloat16 the backbone runs in float32, which doubles the states: where float32
+    passes the disk budget and bfloat16 does not, the bank stores bfloat16 (the states rounded, nothing else)."""
+    from mscrs_core.experiments.conversation import state_bank_for
+
+    g = build(setup, "llama").eval()
+    assert next(g.backbone.parameters()).dtype == torch.float32
+    samples = setup["test"][:6]
+    exact = state_bank_for(g, samples, "synthetic", "test", tmp_path / "memory")
+    assert exact.dtype == torch.float32
+    batch = g.make_collator(generation=True)(samples)
+    a = exact.lookup(batch["context_ids"], batch["context_mask"])
+    fp32_bytes = (a.keys.numel() + a.values.numel()) * 4 * len(exact) // len(samples) + 1
+    half = state_bank_for(g, samples, "synthetic", "test", tmp_path / "disk", max_bytes=1,
+                          max_disk_bytes=fp32_bytes * 3 // 4)
+    assert half is not None and half.dtype == torch.bfloat16 and len(half) == len(exact)
+    b = half.lookup(batch["context_ids"], batch["context_mask"])
+    assert torch.equal(b.keys, a.keys.to(torch.bfloat16)) and torch.equal(b.values, a.values.to(torch.bfloat16))
+    assert state_bank_for(g, samples, "synthetic", "test", tmp_path / "none", max_bytes=1,
+                          max_disk_bytes=fp32_bytes // 4) is None
 
 
 def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
@@ -438,3 +462,23 @@ def test_plain_row_after_cached_states_is_hugging_faces_greedy_continuation(setu
     stamp = files[0].stat().st_mtime_ns
     assert _plain_after_states(backbone, tok, samples, cfg, gen_cfg, tmp_path) == got
     assert files[0].stat().st_mtime_ns == stamp  # read back, not recomputed
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_has_it_and_names_the_run(monkeypatch, native):
+    """Emulated bfloat16 matrix products are ~50x slower than float32 on AVX2-only CPUs: "auto" must not pick it
+    there, and a run records (and is named by) the dtype it really ran in."""
+    from mscrs_core.experiments.conversation import ConversationRunConfig
+    from mscrs_core.experiments.recommendation import RecRunConfig
+    from mscrs_core.models import backbone as bb
+
+    monkeypatch.setattr(bb, "native_bf16", lambda: native)
+    expected = "bfloat16" if native else "float32"
+    assert bb.resolve_dtype_name("auto") == expected
+    assert bb.resolve_dtype_name("float32") == "float32" and bb.resolve_dtype_name("bfloat16") == "bfloat16"
+    for config in (ConversationRunConfig, RecRunConfig):
+        auto = config.of(backbone_dtype="auto")
+        assert auto.backbone_dtype == expected
+        # the same digest as the explicit name: runs recorded before "auto" keep theirs on the machine they ran on
+        assert auto.name() == config.of(backbone_dtype=expected).name()
+        assert auto.name() != config.of(backbone_dtype="float32" if native else "bfloat16").name()

@@ -19,6 +19,15 @@ from mscrs_core.models.recommender import RecommenderConfig
 DEFAULT_DIGESTS = {RecRunConfig: "6ab6eda5018f", ConversationRunConfig: "e1d5b6003c7e"}
 
 
+@pytest.fixture(autouse=True)
+def native_bfloat16(monkeypatch):
+    """The pinned digests are those of a processor with native bfloat16, where the book's runs were recorded
+    (``backbone_dtype="auto"`` resolves to bfloat16 there and to float32 elsewhere, another run)."""
+    from mscrs_core.models import backbone
+
+    monkeypatch.setattr(backbone, "native_bf16", lambda: True)
+
+
 @pytest.mark.parametrize("cls", [RecRunConfig, ConversationRunConfig])
 def test_default_run_digests_are_stable(cls):
     assert cls().digest() == DEFAULT_DIGESTS[cls]

@@ -230,8 +230,9 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     grew. Up to ``max_bytes`` the missing states are computed in memory; beyond it, and up to ``max_disk_bytes``
     (default: ``$MSCRS_STATE_BANK_DISK_GB``, else 24 GB), they are streamed into the file as they are computed and
     read back memory-mapped, so the training contexts of chapter 6 are encoded once and then shared by every
-    later run on the same contexts (chapter 7's rows, a rebuild). None when even that is too large (then every
-    batch encodes its contexts)."""
+    later run on the same contexts (chapter 7's rows, a rebuild). The states are stored in the backbone's dtype;
+    a float32 backbone's in bfloat16 when float32 would pass both limits. None when even that is too large (then
+    every batch encodes its contexts)."""
     from ..models.context_states import ContextStateBank, bank_path
 
     if model.config.prompt_position != "suffix" or not samples:
@@ -245,6 +246,11 @@ def state_bank_for(model, samples: list, dataset: str, split: str, cache: Path, 
     width = model.config.max_context_length
     dtype = next(bb.parameters()).dtype
     row_bytes = 2 * c.num_hidden_layers * heads * head_dim * width * torch.finfo(dtype).bits // 8
+    if row_bytes * len(samples) > max(max_bytes, max_disk_bytes) and torch.finfo(dtype).bits > 16:
+        # a float32 backbone (a processor without native bfloat16): store the states in bfloat16, half the bytes,
+        # rounded as a bfloat16 backbone computes them, rather than re-encode every batch's contexts
+        dtype = torch.bfloat16
+        row_bytes //= 2
     if row_bytes * len(samples) > max(max_bytes, max_disk_bytes):
         return None
     bank = ContextStateBank(bb, width, model.tokenizer.pad_token_id, dtype=dtype, batch_size=16)

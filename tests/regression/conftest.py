@@ -6,7 +6,8 @@ def pytest_addoption(parser):
                      help="folder where nbval executed the smoke chapters (build/nbval); without it the "
                           "smoke regression test is skipped (make test passes it after nbval)")
     parser.addoption("--goldens", default=None,
-                     help="golden file to compare with (default tests/goldens/smoke.json)")
+                     help="golden file to compare with (default: tests/goldens/smoke-<platform>.json, this "
+                          "platform's; else another platform's at the cross-platform tolerance)")
 
 
 @pytest.fixture(scope="session")
@@ -21,4 +22,5 @@ def smoke_root(request):
 def golden_file(request):
     import goldens
 
-    return request.config.getoption("--goldens", default=None) or goldens.GOLDEN_FILE
+    given = request.config.getoption("--goldens", default=None)
+    return (given, True) if given else goldens.golden_file()

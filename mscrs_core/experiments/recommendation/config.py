@@ -76,12 +76,17 @@ class BackboneConfig:
 
     backbone: str = "smollm2-135m"  # or "tiny-dialogpt", a Hugging Face name/path, "microsoft/DialoGPT-small"
     backbone_epochs: float = 2.0  # pre-training epochs of the tiny DialoGPT (only for backbone="tiny-dialogpt")
-    backbone_dtype: str = "bfloat16"  # "float32" | "bfloat16" (the frozen backbone only; prompt and graphs fp32)
+    # "auto" | "float32" | "bfloat16" (the frozen backbone only; prompt and graphs fp32). "auto" becomes bfloat16
+    # where the hardware computes it natively and float32 elsewhere (emulated bfloat16 is ~50x slower on AVX2)
+    backbone_dtype: str = "auto"
     attn_implementation: str = "eager"  # on CPU eager attention's backward beats the fused kernel's at these sizes
 
     def __post_init__(self) -> None:
         import torch
 
+        from ...models.backbone import resolve_dtype_name
+
+        object.__setattr__(self, "backbone_dtype", resolve_dtype_name(self.backbone_dtype))
         if not isinstance(getattr(torch, self.backbone_dtype, None), torch.dtype):
             raise ValueError(f"backbone_dtype: not a torch dtype name: {self.backbone_dtype!r}")
 
