@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         tps, tps_cpu, prompt_len = plain_greedy_tps(backbone, tok, prompts, args.new_tokens, args.repeats, args.device,
                                            args.max_context)
         results["plain_greedy_tok_s"], results["plain_greedy_tok_s_cpu"] = tps, tps_cpu
-        print(f"plain greedy: {args.plain_backbone} ({args.plain_dtype}, {args.plain_attn}) {tps:9.1f} tok/s "
+        dtype = str(DTYPES[args.plain_dtype]).removeprefix("torch.")
+        print(f"plain greedy: {args.plain_backbone} ({dtype}, {args.plain_attn}) {tps:9.1f} tok/s "
               f"({tps_cpu:.1f} per process-CPU second) | "
               f"batch {len(prompts)}, {args.new_tokens} new tokens, prompts: {source}, mean {prompt_len:.0f} "
               f"prompt tokens; device={args.device}, torch threads: {torch.get_num_threads()}")
