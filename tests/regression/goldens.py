@@ -76,6 +76,14 @@ def cross_platform(golden: dict[str, Any]) -> dict[str, Any]:
     """``golden`` compared at the cross-platform tolerance (another processor's float32 sums)."""
     return {**golden, "tolerance": {"rel": max(CROSS_REL, golden["tolerance"]["rel"]),
                                     "abs": max(CROSS_ABS, golden["tolerance"]["abs"])}}
+
+
+def load_goldens(path: str | Path, own: bool) -> dict[str, Any]:
+    """The goldens of ``path``, at their own tolerance when ``own`` (this platform's), else the cross-platform one."""
+    golden = json.loads(Path(path).read_text())
+    return golden if own else cross_platform(golden)
+
+
 #: result.json keys that are not results: timings, paths, name, digests and fingerprint, per-sample lists, the config
 SKIP = {"config", "name", "seconds", "context_state_seconds", "backbone", "reused", "test_sample_ids",
         "test_per_sample", "valid_per_sample", "generations_file", "checkpoint", "fingerprint"}
@@ -247,15 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     got = collect(args.smoke_root)
     if args.write is not None:
+        from mscrs_core.atomic import atomic_write_text
+
         out = Path(args.write or GOLDEN_DIR / f"smoke-{platform_key()}.json")
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(golden_record(got), indent=1, sort_keys=False) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(golden_record(got), indent=1, sort_keys=False) + "\n")
         print(f"wrote {len(got)} runs, {sum(len(r['numbers']) for r in got.values())} numbers to {out}")
         return 0
     path, own = (Path(args.against), True) if args.against else golden_file()
-    golden = json.loads(path.read_text())
-    problems = compare(golden if own else cross_platform(golden), got)
+    problems = compare(load_goldens(path, own), got)
     print("\n".join(problems) or f"all {len(got)} smoke runs match {path}")
     return 1 if problems else 0
 

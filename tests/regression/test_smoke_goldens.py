@@ -1,6 +1,5 @@
 """The smoke runs' numbers equal the committed goldens (``goldens.py`` says what, how close, and how to
 regenerate them: ``make goldens``)."""
-import json
 from pathlib import Path
 
 import goldens
@@ -9,8 +8,7 @@ import pytest
 
 def test_smoke_runs_match_the_goldens(smoke_root, golden_file):
     path, own = golden_file
-    golden = json.loads(Path(path).read_text())
-    problems = goldens.compare(golden if own else goldens.cross_platform(golden), goldens.collect(smoke_root))
+    problems = goldens.compare(goldens.load_goldens(path, own), goldens.collect(smoke_root))
     where = "" if own else (f" (no goldens of this platform, {goldens.platform_key()}: compared with {Path(path).name} "
                             f"at the cross-platform tolerance; `make goldens` records this platform's)")
     assert not problems, (f"{len(problems)} smoke number(s) moved{where}; if the change is intended, regenerate with "
