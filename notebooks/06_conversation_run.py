@@ -144,7 +144,8 @@ equation_with_code(29, MSCRSGenerator.forward, fold=40)
 # "System:"; response], instead of Eq. (28)'s [T_tilde; O_cov; s]: a causal LM gets the same information,
 # but the context's key/value states then depend on no trainable weight, so they are computed once without
 # gradient (and kept in `cache/context-states/`, on disk for the training and test contexts: chapter 7's rows and
-# a rebuild read them back instead of encoding them again) and only the prompt
+# a rebuild read them back instead of encoding them again; a float32 backbone's training states, 28 GB, exceed the
+# 24 GB disk budget and are stored rounded to bfloat16) and only the prompt
 # and response positions are trained through; `"prefix"` is the paper's order (the `paper` profile). T, the
 # text part of Eq. (27), is still the mean input embedding of the context tokens. The context embeddings
 # E_s^(0) of the correlation semantic mapping come from all-MiniLM-L6-v2, not RoBERTa. Training uses
