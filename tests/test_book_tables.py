@@ -168,3 +168,49 @@ def test_ablation_table_and_differences():
     assert d["alone_wo_co_diff"] == pytest.approx(-0.03)
     assert math.isnan(d["trained_wo_t_diff"])  # not run: every key still there
     assert ablation_tables.variant_key("w/o -co") == "wo_co" and ablation_tables.variant_key("MSCRS") == "mscrs"
+
+
+def test_variant_tests_pool_each_variants_seeds_per_sample_and_test_mscrs_better():
+    """Per sample the seeds are averaged first; the test is paired over the samples and one-sided."""
+    ids = [f"s{i}" for i in range(40)]
+    rng = np.random.default_rng(0)
+    hits = {  # per run: a 0/1 Recall@10 per test sample
+        "m0": rng.random(40) < 0.6, "m1": rng.random(40) < 0.6,  # MSCRS, two seeds
+        "r0": np.zeros(40, bool), "r1": np.zeros(40, bool),  # w/o -r: never a hit
+        "c0": np.ones(40, bool),  # w/o -co: always a hit (MSCRS cannot be better)
+    }
+    rows = [("MSCRS", "m0"), ("MSCRS", "m1"), ("w/o -r", "r0"), ("w/o -r", "r1"), ("w/o -co", "c0"),
+            ("w/o -i", "m0"), ("w/o -i", "m1")]  # w/o -i without images: MSCRS's own runs
+    ab = pd.DataFrame([{"variant": v, "kind": ablation_tables.TRAINED, "name": n} for v, n in rows]
+                      + [{"variant": "MSCRS", "kind": ablation_tables.UNTRAINED, "name": "r0"}])  # never tested
+    calls = []
+
+    def per_sample(names):
+        calls.append(tuple(names))
+        return pd.DataFrame({n: hits[n].astype(float) for n in names}, index=ids).mean(axis=1)
+
+    t = ablation_tables.variant_tests(ab, per_sample, ["MSCRS", "w/o -co", "w/o -i", "w/o -r"])
+    assert ("m0", "m1") in calls and ("r0", "r1") in calls  # the seeds of a variant come together
+    assert set(t["MSCRS vs"]) == {"w/o -co", "w/o -r"}  # the reference itself and w/o -i (same runs) left out
+    wo_r = t[(t["MSCRS vs"] == "w/o -r") & (t["test"] == "ttest")].iloc[0]
+    expected = (hits["m0"].astype(float) + hits["m1"]).mean() / 2
+    assert wo_r["samples"] == 40 and wo_r["seeds"] == 2
+    assert wo_r["mean difference in Recall@10"] == pytest.approx(round(expected, 4))
+    assert wo_r["p-value"] < 1e-6
+    wo_co = t[(t["MSCRS vs"] == "w/o -co") & (t["test"] == "wilcoxon")].iloc[0]
+    assert wo_co["p-value"] > 0.99  # one-sided: MSCRS worse is no evidence for it
+    with pytest.raises(ValueError, match="reference"):
+        ablation_tables.variant_tests(ab[ab["variant"] != "MSCRS"], per_sample, ["w/o -r"])
+
+
+def test_graph_test_summary_states_the_no_graph_test_or_that_it_did_not_run():
+    tests = pd.DataFrame([{"MSCRS vs": "w/o -r", "seeds": 3, "test": "ttest", "samples": 252,
+                           "mean difference in Recall@10": 0.0186, "p-value": 0.022},
+                          {"MSCRS vs": "w/o -r", "seeds": 3, "test": "wilcoxon", "samples": 252,
+                           "mean difference in Recall@10": 0.0185, "p-value": 0.028}])
+    text = ablation_tables.graph_test_summary(tests, "the warm-up stage alone")
+    assert "**+0.019**" in text and "p = **0.022**" in text and "252 samples" in text and "3 seeds" in text
+    assert "significant at 0.05" in text and "not significant" not in text
+    tests["p-value"] = 0.4
+    assert "not significant at 0.05" in ablation_tables.graph_test_summary(tests, "x")
+    assert "not compared" in ablation_tables.graph_test_summary(tests.iloc[0:0], "x")

@@ -3,6 +3,7 @@ import dataclasses
 import functools
 import shutil
 
+import pandas as pd
 import pytest
 
 from mscrs_core.book import runner
@@ -72,6 +73,11 @@ def test_seed_mean_per_sample(tmp_path, fake_papermill):
                             results_dir=tmp_path, log=lambda *_: None)
     s = sweep.seed_mean_per_sample(runs, "popularity", tmp_path)
     assert len(s) == 64 and s.between(0, 1).all()
+    names = runs["name"].tolist()
+    one = sweep.per_sample(sweep.load_result(tmp_path / names[0]))
+    pd.testing.assert_series_equal(sweep.runs_mean_per_sample(names[:1] * 2, tmp_path), one, check_names=False)
+    with pytest.raises(ValueError, match="no run names"):
+        sweep.runs_mean_per_sample([], tmp_path)
 
 
 def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):

@@ -5,16 +5,22 @@ one row per point, in the order given) and takes each figure's rows back out of 
 
 * :func:`split_rows` -- the sweep's rows cut back into its groups, by the groups' sizes;
 * :func:`ablation_table` -- Figure 4 (a, b) as a table: mean metrics per graph variant, trained and untrained;
-* :func:`ablation_differences` -- each variant's Recall@10 minus MSCRS's, the numbers the prose states.
+* :func:`ablation_differences` -- each variant's Recall@10 minus MSCRS's, the numbers the prose states;
+* :func:`variant_tests` -- trained MSCRS against each trained variant, paired over the test samples (the
+  per-sample metric averaged over each variant's seeds), one-sided "MSCRS better";
+* :func:`graph_test_summary` -- the test against the no-graph prompt (w/o -r) in words.
 """
 from __future__ import annotations
 
 import re
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-__all__ = ["TRAINED", "UNTRAINED", "split_rows", "ablation_table", "variant_key", "ablation_differences"]
+from ..evaluation.significance import paired_test
+
+__all__ = ["TRAINED", "UNTRAINED", "split_rows", "ablation_table", "variant_key", "ablation_differences",
+           "variant_tests", "graph_test_summary"]
 
 #: the ``kind`` of a row of the ablation sweep: the trained variant, or its graphs untrained and alone
 TRAINED, UNTRAINED = "trained MSCRS variant", "graphs alone (untrained)"
@@ -58,3 +64,51 @@ def ablation_differences(ab: pd.DataFrame, variants: Sequence[str], reference: s
             if v != reference:
                 out[f"{prefix}_{variant_key(v)}_diff"] = float(means.get((v, kind), float("nan"))) - ref
     return out
+
+
+def variant_tests(ab: pd.DataFrame, per_sample: Callable[[Sequence[str]], pd.Series], variants: Sequence[str],
+                  reference: str = "MSCRS", methods: Iterable[str] = ("ttest", "wilcoxon"),
+                  metric: str = "Recall@10") -> pd.DataFrame:
+    """The trained ``reference`` against each other trained variant: one row per variant and test in ``methods``,
+    paired over the test samples both have, one-sided ("the reference is better").
+
+    ``ab`` holds the ablation rows (columns ``name``, ``variant``, ``kind``); ``per_sample(names)`` gives the
+    per-test-sample metric averaged over those runs (a variant's seeds), indexed by sample id. Pooling the seeds
+    per sample before the test is what chapter 4 does for Table 2. A variant whose runs are the reference's own
+    (w/o -i without images) is no comparison and is left out, as is one with no trained runs.
+    """
+    trained = ab[ab["kind"] == TRAINED]
+    names = {v: sorted(set(trained.loc[trained["variant"] == v, "name"]))
+             for v in dict.fromkeys([reference, *variants])}
+    if not names[reference]:
+        raise ValueError(f"variant_tests: no trained runs of the reference {reference!r}")
+    ref = per_sample(names[reference])
+    rows = []
+    for v in variants:
+        if v == reference or not names[v] or names[v] == names[reference]:
+            continue
+        a, b = ref.align(per_sample(names[v]), join="inner")
+        for method in methods:
+            t = paired_test(a.values, b.values, method=method, alternative="greater")
+            rows.append({f"{reference} vs": v, "seeds": len(names[v]), "test": method, "samples": t.n,
+                         f"mean difference in {metric}": round(t.mean_diff, 4),
+                         "p-value": float(f"{t.pvalue:.3g}")})  # three significant digits: never a bare 0.0
+    return pd.DataFrame(rows)
+
+
+def graph_test_summary(tests: pd.DataFrame, recipe: str, against: str = "w/o -r", reference: str = "MSCRS") -> str:
+    """:func:`variant_tests`' t-test of ``reference`` against ``against`` as one Markdown sentence (numbers in
+    bold, as glued values render); a sentence saying so where that comparison did not run."""
+    from .rec_tables import p_text  # one way of printing a p-value for the whole book
+
+    col = f"{reference} vs"
+    row = tests[(tests[col] == against) & (tests["test"] == "ttest")] if len(tests) else tests
+    if len(row) == 0:
+        return f"{reference} was not compared with {against} in this execution."
+    r = row.iloc[0]
+    diff = next(r[c] for c in r.index if str(c).startswith("mean difference"))
+    verdict = "significant at 0.05" if r["p-value"] < 0.05 else "not significant at 0.05"
+    return (f"Trained with {recipe}, {reference} against {against} (no semantic graph: the UniCRS prompt) differs "
+            f"by **{diff:+.3f}** in Recall@10 per test sample ({int(r['samples'])} samples, "
+            f"{int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''} pooled per sample); one-sided paired t-test, "
+            f"\"{reference} better\": {p_text(r['p-value'])}, {verdict}.")

@@ -217,8 +217,18 @@ def config_fields(config_cls: type = RecRunConfig) -> list[str]:
 def seed_mean_per_sample(runs: pd.DataFrame, model: str, results_dir: str | os.PathLike | None = None,
                          metric: str = "recall@10") -> pd.Series:
     """Per test sample, ``metric`` averaged over the seeds of ``model``'s runs in ``runs``."""
-    root = Path(results_dir) if results_dir else default_results_dir()
-    recs = [per_sample(load_result(root / n), metric) for n in runs.loc[runs.model == model, "name"]]
-    if not recs:
+    names = list(runs.loc[runs.model == model, "name"])
+    if not names:
         raise ValueError(f"no runs of model {model!r}")
-    return pd.concat(recs, axis=1).mean(axis=1)
+    return runs_mean_per_sample(names, results_dir, metric)
+
+
+def runs_mean_per_sample(names: Iterable[str], results_dir: str | os.PathLike | None = None,
+                         metric: str = "recall@10") -> pd.Series:
+    """Per test sample, ``metric`` averaged over the runs ``names`` (e.g. one configuration's seeds); a name
+    given twice counts once."""
+    root = Path(results_dir) if results_dir else default_results_dir()
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise ValueError("runs_mean_per_sample: no run names given")
+    return pd.concat([per_sample(load_result(root / n), metric) for n in names], axis=1).mean(axis=1)
