@@ -321,6 +321,40 @@ def test_a_float32_bank_too_large_for_the_disk_budget_is_stored_in_bfloat16(setu
                           max_disk_bytes=fp32_bytes // 4) is None
 
 
+
+def test_a_bfloat16_training_bank_takes_the_float32_validation_rows_and_trains(setup, tmp_path):
+    """Chapter 6 on a float32 backbone: the training bank, stored in bfloat16 (over the disk budget in float32),
+    takes in the float32 validation bank, and a training step on rows of both runs on the float32 backbone, as
+    if the contexts were encoded now but for the rounding."""
+    from mscrs_core.experiments.conversation import state_bank_for
+
+    g = build(setup, "llama").train()
+    train, valid = setup["train"][:6], setup["test"][:4]
+    probe = state_bank_for(g, train, "synthetic", "train", tmp_path / "probe")
+    gen = g.make_collator(generation=True)
+    tb = gen(train)
+    a = probe.lookup(tb["context_ids"], tb["context_mask"])
+    fp32_bytes = (a.keys.numel() + a.values.numel()) * 4 * len(probe) // len(train) + 1
+    train_bank = state_bank_for(g, train, "synthetic", "train", tmp_path, max_bytes=1,
+                                max_disk_bytes=fp32_bytes * 3 // 4)
+    valid_bank = state_bank_for(g, valid, "synthetic", "valid", tmp_path)
+    assert train_bank.dtype == torch.bfloat16 and valid_bank.dtype == torch.float32
+    train_bank.merge(valid_bank)  # the run's order: the validation rows join the training bank
+    assert len(train_bank) == len(probe) + len(valid_bank)
+    vb = gen(valid)
+    exact = valid_bank.lookup(vb["context_ids"], vb["context_mask"])
+    kept = train_bank.lookup(vb["context_ids"], vb["context_mask"])
+    assert torch.equal(kept.keys, exact.keys.to(torch.bfloat16)) and torch.equal(kept.values,
+                                                                                   exact.values.to(torch.bfloat16))
+    mixed = g.make_collator()(train[:2] + valid[:2])
+    g.state_bank, g.state_bank_in_training = train_bank, True
+    loss, grads = _loss_and_grads(g, mixed, cached=True)
+    g.state_bank = None
+    ref_loss, ref_grads = _loss_and_grads(g, mixed, cached=True)  # the contexts encoded now, in float32
+    assert loss == pytest.approx(ref_loss, rel=2e-2)
+    assert set(grads) == set(ref_grads) and all(torch.isfinite(v).all() for v in grads.values())
+
+
 def test_run_state_bank_is_saved_keyed_and_reloaded(setup, tmp_path):
     from mscrs_core.experiments.conversation import state_bank_for
     from mscrs_core.models.context_states import bank_file_name

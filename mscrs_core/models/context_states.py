@@ -182,13 +182,13 @@ class ContextStateBank:
             self._index[r] = (chunk, i)
 
     def merge(self, other: "ContextStateBank") -> None:
-        """Add the rows of ``other`` (same width and dtype) that this bank does not hold yet (no copy: the
-        chunks are shared)."""
-        if other.width != self.width or other.dtype != self.dtype:
-            raise ValueError(f"merge: banks differ (width {other.width} vs {self.width}, "
-                             f"dtype {other.dtype} vs {self.dtype})")
+        """Add the rows of ``other`` (same width) that this bank does not hold yet. Chunks of the same dtype are
+        shared, not copied; those of another dtype are converted to this bank's (a copy): a float32 backbone's
+        training bank may be stored in bfloat16 (too large in float32) beside its float32 validation bank."""
+        if other.width != self.width:
+            raise ValueError(f"merge: banks differ in width ({other.width} vs {self.width})")
         offset = len(self._states)
-        self._states.extend(other._states)
+        self._states.extend(st if st.dtype == self.dtype else st.to(self.dtype) for st in other._states)
         self._masks.extend(other._masks)
         for r, (c, i) in other._index.items():
             self._index.setdefault(r, (c + offset, i))
