@@ -152,9 +152,9 @@ glue_numbers({"dataset": {"inspired": "INSPIRED", "redial": "ReDial"}.get(datase
 # The figure shows means; whether a difference is more than seed noise is a test. Per test sample, Recall@10 is
 # averaged over each trained variant's seeds, then MSCRS is compared with each variant that lacks a graph,
 # paired over the test samples and one-sided ("MSCRS better"): the t-test and the Wilcoxon signed-rank test, as
-# chapter 4 does for Table 2. Against w/o -r this is the question, whether MSCRS beats its no-graph
-# ablation (the UniCRS prompt), asked of the recipe this chapter trains; chapter 4 asks it of the whole
-# recipe, where the pre-training stage comes first, and the two answers need not agree.
+# chapter 4 does for Table 2. Against w/o -r this asks whether MSCRS beats its no-graph ablation (the UniCRS
+# prompt) under the recipe this chapter trains; chapter 4 asks the same of the whole recipe, where the
+# pre-training stage comes first, and the two answers need not agree.
 
 # %% tags=["hide-input"]
 graph_tests = ablation_tables.variant_tests(ab, lambda names: runs_mean_per_sample(names, results_dir),

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from ..evaluation.significance import paired_test
+from .rec_tables import p_text, paired_test_rows
 
 __all__ = ["TRAINED", "UNTRAINED", "split_rows", "ablation_table", "variant_key", "ablation_differences",
            "variant_tests", "graph_test_summary"]
@@ -87,28 +87,23 @@ def variant_tests(ab: pd.DataFrame, per_sample: Callable[[Sequence[str]], pd.Ser
     for v in variants:
         if v == reference or not names[v] or names[v] == names[reference]:
             continue
-        a, b = ref.align(per_sample(names[v]), join="inner")
-        for method in methods:
-            t = paired_test(a.values, b.values, method=method, alternative="greater")
-            rows.append({f"{reference} vs": v, "seeds": len(names[v]), "test": method, "samples": t.n,
-                         f"mean difference in {metric}": round(t.mean_diff, 4),
-                         "p-value": float(f"{t.pvalue:.3g}")})  # three significant digits: never a bare 0.0
+        rows += [{f"{reference} vs": v, "seeds": len(names[v]), **row}
+                 for row in paired_test_rows(ref, per_sample(names[v]), methods, metric)]
     return pd.DataFrame(rows)
 
 
-def graph_test_summary(tests: pd.DataFrame, recipe: str, against: str = "w/o -r", reference: str = "MSCRS") -> str:
+def graph_test_summary(tests: pd.DataFrame, recipe: str, against: str = "w/o -r", reference: str = "MSCRS",
+                       metric: str = "Recall@10") -> str:
     """:func:`variant_tests`' t-test of ``reference`` against ``against`` as one Markdown sentence (numbers in
     bold, as glued values render); a sentence saying so where that comparison did not run."""
-    from .rec_tables import p_text  # one way of printing a p-value for the whole book
-
     col = f"{reference} vs"
     row = tests[(tests[col] == against) & (tests["test"] == "ttest")] if len(tests) else tests
     if len(row) == 0:
         return f"{reference} was not compared with {against} in this execution."
     r = row.iloc[0]
-    diff = next(r[c] for c in r.index if str(c).startswith("mean difference"))
+    diff = r[f"mean difference in {metric}"]
     verdict = "significant at 0.05" if r["p-value"] < 0.05 else "not significant at 0.05"
     return (f"Trained with {recipe}, {reference} against {against} (no semantic graph: the UniCRS prompt) differs "
-            f"by **{diff:+.3f}** in Recall@10 per test sample ({int(r['samples'])} samples, "
+            f"by **{diff:+.3f}** in {metric} per test sample ({int(r['samples'])} samples, "
             f"{int(r['seeds'])} seed{'s' if r['seeds'] != 1 else ''} pooled per sample); one-sided paired t-test, "
             f"\"{reference} better\": {p_text(r['p-value'])}, {verdict}.")

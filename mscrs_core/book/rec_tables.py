@@ -23,8 +23,8 @@ from ..evaluation.significance import paired_test
 from ..experiments.sweep import METRICS
 from .show import direction
 
-__all__ = ["MODEL_NAMES", "PAPER_ROWS", "DATASET_NAMES", "table2", "paired_rows", "best_baseline_tests",
-           "slice_table", "findings", "summary"]
+__all__ = ["MODEL_NAMES", "PAPER_ROWS", "DATASET_NAMES", "table2", "paired_rows", "paired_test_rows",
+           "best_baseline_tests", "slice_table", "findings", "summary"]
 
 #: model key -> the row name chapter 4 prints
 MODEL_NAMES = {"popularity": "Popularity", "text_classifier": "BERT (frozen MiniLM)",
@@ -77,11 +77,20 @@ def paired_rows(runs: pd.DataFrame, dataset: str, model: str, against: str, per_
                 methods: Iterable[str] = ("ttest", "wilcoxon"), names: Mapping[str, str] = MODEL_NAMES) -> list[dict]:
     """One row per test in ``methods``: ``model`` against ``against`` on ``dataset``, per test sample (the metric
     that ``per_sample`` gives, averaged over seeds), paired over the samples both have, one-sided ("better")."""
+    sub = runs[runs.dataset == dataset]
+    return [{"dataset": dataset, f"{names[model]} vs": names[against], **row}
+            for row in paired_test_rows(per_sample(sub, model), per_sample(sub, against), methods)]
+
+
+def paired_test_rows(a: pd.Series, b: pd.Series, methods: Iterable[str] = ("ttest", "wilcoxon"),
+                     metric: str = "Recall@10") -> list[dict]:
+    """One row per test in ``methods`` of ``a`` against ``b`` (per-sample values indexed by sample id), paired
+    over the samples both have, one-sided ("``a`` better"): test, samples, mean difference, p-value."""
+    a, b = a.align(b, join="inner")
     rows = []
     for method in methods:
-        t = _paired(runs, dataset, model, against, per_sample, method)
-        rows.append({"dataset": dataset, f"{names[model]} vs": names[against], "test": method, "samples": t.n,
-                     "mean difference in Recall@10": round(t.mean_diff, 4),
+        t = paired_test(a.values, b.values, method=method, alternative="greater")
+        rows.append({"test": method, "samples": t.n, f"mean difference in {metric}": round(t.mean_diff, 4),
                      "p-value": float(f"{t.pvalue:.3g}")})  # three significant digits: never a bare 0.0
     return rows
 
