@@ -130,6 +130,23 @@ glue_markdown({f"{ds}_summary": rec_tables.summary(found, ds) for ds in ("inspir
 rec_tables.slice_table(runs)
 
 # %% [markdown]
+# ## Which weights Table 2 scores with
+#
+# Each UniCRS and MSCRS run trains a warm-up without the soft prompt and then the language-model stage of Eq.
+# (24), and keeps the stage validation prefers (chapter 3: the LM stage must beat the warm-up by one standard
+# error of its validation Recall@10). Per run, the best validation Recall@10 of each stage, the bar the LM stage
+# had to clear, and the stage kept:
+
+# %% tags=["hide-input"]
+rec_tables.stage_table(runs)
+
+# %% tags=["remove-cell"]
+glue_markdown({"stage_summary": rec_tables.stage_summary(runs)})
+
+# %% [markdown]
+# {glue:md}`stage_summary`
+
+# %% [markdown]
 # ## The same runs, removing items already mentioned
 #
 # Some works remove the items mentioned earlier in the dialog from the ranking before computing the

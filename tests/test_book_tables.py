@@ -118,6 +118,49 @@ def test_tiny_p_values_never_print_as_zero():
     assert "p < **0.001**" in text and "0.000" not in text
 
 
+def _stage_runs() -> pd.DataFrame:
+    runs = _runs()
+    runs["selected stage"] = ""
+    runs["select rule"], runs["valid samples"] = "one_se", 100
+    runs["valid recall@10 warm-up"] = runs["valid recall@10 LM stage"] = np.nan
+    prompt = runs.model.isin(["unicrs", "mscrs"])
+    runs.loc[prompt, "selected stage"] = "warm-up (no soft prompt)"
+    runs.loc[prompt, "valid recall@10 warm-up"] = 0.3
+    runs.loc[prompt, "valid recall@10 LM stage"] = 0.32  # better, but not by one SE (0.046)
+    return runs
+
+
+def test_stage_table_shows_what_the_lm_stage_had_to_beat_and_what_was_kept():
+    runs = _stage_runs()
+    table = rec_tables.stage_table(runs)
+    assert list(table.index.get_level_values("model").unique()) == ["MSCRS", "UniCRS"]  # prompt runs only
+    assert len(table) == 5  # 2 + 2 INSPIRED seeds, 1 ReDial
+    row = table.loc[("inspired", "MSCRS", 0)]
+    assert row["LM stage needed"] == pytest.approx(0.3 + math.sqrt(0.21 / 100), abs=1e-3)
+    assert row["kept"] == "warm-up" and row["rule"] == "one_se"
+    runs.loc[runs.model.eq("mscrs") & runs.seed.eq(1), "selected stage"] = "rec"
+    runs.loc[runs.model.eq("mscrs"), "select rule"] = "best"
+    table = rec_tables.stage_table(runs)
+    assert table.loc[("inspired", "MSCRS", 1), "kept"] == "LM stage (Eq. 24)"
+    assert table.loc[("inspired", "MSCRS", 0), "LM stage needed"] == 0.3  # "best": the warm-up itself
+    assert rec_tables.stage_table(_runs()).empty  # results without stage columns
+
+
+def test_stage_summary_says_whether_table2_scores_through_the_soft_prompt():
+    runs = _stage_runs()
+    text = rec_tables.stage_summary(runs)
+    assert "**5 of 5**" in text and "MSCRS **3 of 3**" in text and "UniCRS **2 of 2**" in text
+    assert "without the soft prompt" in text and "trained no language-model stage" not in text
+    runs.loc[runs.model.eq("unicrs"), "valid recall@10 LM stage"] = np.nan  # rec_epochs = 0
+    assert "**2** of them trained no language-model stage" in rec_tables.stage_summary(runs)
+    runs.loc[runs.model.eq("mscrs") & runs.seed.eq(0) & runs.dataset.eq("inspired"), "selected stage"] = "rec"
+    text = rec_tables.stage_summary(runs)
+    assert "**4 of 5**" in text and "the others score with it" in text
+    runs.loc[runs.model.isin(["mscrs", "unicrs"]), "selected stage"] = "rec"
+    assert "Every run scores items through the soft prompt" in rec_tables.stage_summary(runs)
+    assert "no stage was chosen" in rec_tables.stage_summary(_runs())
+
+
 def test_direction_words():
     assert direction(0.3, 0.2) == "above" and direction(np.float64(0.1), 0.2) == "below"
     assert direction(1, 1) == "equal to" and direction(float("nan"), 1.0) == "not comparable with"

@@ -80,6 +80,25 @@ def test_seed_mean_per_sample(tmp_path, fake_papermill):
         sweep.runs_mean_per_sample([], tmp_path)
 
 
+def test_results_frame_records_which_stage_a_prompt_run_kept():
+    from mscrs_core.experiments.recommendation.run import LEGACY_WARM_STAGE, WARM_STAGE
+
+    test = {m: 0.1 for m in sweep.METRICS}
+    base = {"test": test, "name": "x", "samples": {"train": 10, "valid": 271, "test": 5}}
+    records = [{**base, "config": {"model": "popularity"}},
+               {**base, "config": {"model": "mscrs"}, "selected_stage": WARM_STAGE, "select_rule": "one_se",
+                "stage_valid_recall@10": {WARM_STAGE: 0.317, "rec": 0.328}},
+               {**base, "config": {"model": "unicrs"}, "selected_stage": "rec",  # written before the readout
+                "stage_valid_recall@10": {LEGACY_WARM_STAGE: 0.30, "rec": None}}]
+    frame = sweep.results_frame(records).set_index("model")
+    assert frame.loc["mscrs", "selected stage"] == WARM_STAGE and frame.loc["mscrs", "select rule"] == "one_se"
+    assert frame.loc["mscrs", "valid recall@10 warm-up"] == 0.317
+    assert frame.loc["mscrs", "valid recall@10 LM stage"] == 0.328 and frame.loc["mscrs", "valid samples"] == 271
+    assert frame.loc["unicrs", "valid recall@10 warm-up"] == 0.30 and frame.loc["unicrs", "select rule"] == "best"
+    assert pd.isna(frame.loc["unicrs", "valid recall@10 LM stage"])
+    assert pd.isna(frame.loc["popularity", "selected stage"])  # not a prompt run
+
+
 def test_parallel_workers_give_the_serial_results(tmp_path, fake_papermill):
     """workers=2: one preparation job fills the shared cache, then every point runs in a real papermill kernel."""
     points = [{"model": "popularity", "k": k} for k in (5, 10, 20)] + [{"model": "graph_scorer", "seed": s}

@@ -8,12 +8,16 @@ compute inline (same aggregation, same formatting, same row order).
 * :func:`table2` -- Table 2, ours (mean ± std over seeds) beside the paper's rows.
 * :func:`best_baseline_tests` -- MSCRS against the paper's strongest baseline, paired over test samples.
 * :func:`slice_table` -- the already-mentioned / new slices of every row.
+* :func:`stage_table`, :func:`stage_summary` -- which stage's weights validation kept in each prompt run (the
+  warm-up without the soft prompt, or the language-model stage of Eq. 24), so the reader knows what Table 2's
+  UniCRS and MSCRS rows score with.
 * :func:`findings` -- the numbers the chapter's prose states, per dataset (glued with
   :func:`~mscrs_core.book.show.glue_numbers`), and :func:`summary`, the paragraph that states them (glued with
   :func:`~mscrs_core.book.show.glue_markdown`).
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -24,7 +28,7 @@ from ..experiments.sweep import METRICS
 from .show import direction
 
 __all__ = ["MODEL_NAMES", "PAPER_ROWS", "DATASET_NAMES", "table2", "paired_rows", "paired_test_rows",
-           "best_baseline_tests", "slice_table", "findings", "summary"]
+           "best_baseline_tests", "slice_table", "stage_table", "stage_summary", "findings", "summary"]
 
 #: model key -> the row name chapter 4 prints
 MODEL_NAMES = {"popularity": "Popularity", "text_classifier": "BERT (frozen MiniLM)",
@@ -120,6 +124,76 @@ def slice_table(runs: pd.DataFrame, names: Mapping[str, str] = MODEL_NAMES) -> p
         f"{int(round(r['mentioned_count']))} / {int(round(r['new_count']))}" for _, r in
         runs.groupby(["dataset", "model"])[["mentioned_count", "new_count"]].mean().iterrows()])
     return slices.rename(index=names, level=1)
+
+
+STAGE_COLUMNS = ("selected stage", "valid recall@10 warm-up", "valid recall@10 LM stage")
+
+
+def _prompt_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs that chose between a warm-up and a language-model stage (UniCRS, MSCRS)."""
+    if "selected stage" not in runs:
+        return runs.iloc[0:0]
+    return runs[runs["selected stage"].fillna("").astype(str).ne("")]
+
+
+def _lm_needs(row: pd.Series) -> float:
+    """The validation Recall@10 the LM stage had to exceed to be kept (the run's rule,
+    :func:`~mscrs_core.experiments.recommendation.lm_stage_wins`): the warm-up's, plus one binomial standard
+    error of it under ``one_se``."""
+    warm = row["valid recall@10 warm-up"]
+    if pd.isna(warm):
+        return float("nan")
+    n = row.get("valid samples", float("nan"))
+    if row.get("select rule", "best") != "one_se" or pd.isna(n) or n < 1:
+        return float(warm)
+    return float(warm + math.sqrt(max(warm * (1.0 - warm), 0.0) / n))
+
+
+def stage_table(runs: pd.DataFrame, names: Mapping[str, str] = MODEL_NAMES) -> pd.DataFrame:
+    """Per prompt run, indexed by (dataset, model, seed): the best validation Recall@10 of the warm-up (no soft
+    prompt) and of the language-model stage, what the LM stage had to exceed under the run's rule, and the stage
+    whose weights were kept (the ones Table 2 scores with). Empty when ``runs`` has no prompt run."""
+    prompt = _prompt_runs(runs)
+    cols = ["warm-up", "LM stage", "LM stage needed", "rule", "kept"]
+    if prompt.empty:
+        return pd.DataFrame(columns=cols)
+    table = pd.DataFrame({
+        "dataset": prompt["dataset"], "model": prompt["model"].map(lambda m: names.get(m, m)),
+        "seed": prompt["seed"], "warm-up": prompt["valid recall@10 warm-up"],
+        "LM stage": prompt["valid recall@10 LM stage"],
+        "LM stage needed": prompt.apply(_lm_needs, axis=1),
+        "rule": prompt.get("select rule", pd.Series("best", index=prompt.index)),
+        "kept": prompt["selected stage"].map(lambda s: "LM stage (Eq. 24)" if s == "rec" else "warm-up")})
+    return table.sort_values(["dataset", "model", "seed"]).set_index(["dataset", "model", "seed"]).round(3)
+
+
+def stage_summary(runs: pd.DataFrame, names: Mapping[str, str] = MODEL_NAMES) -> str:
+    """In words: in how many prompt runs validation kept the warm-up, per model, and what that means for the
+    scores of Table 2 (numbers in bold as glued values render). A sentence saying so when there is no prompt
+    run."""
+    prompt = _prompt_runs(runs)
+    if prompt.empty:
+        return "No UniCRS or MSCRS run is in this build's Table 2, so no stage was chosen."
+    warm = prompt["selected stage"].ne("rec")
+    trained_lm = prompt["valid recall@10 LM stage"].notna()
+    per_model = [f"{names.get(m, m)} **{int(w.sum())} of {len(w)}**"
+                 for m, w in warm.groupby(prompt["model"], sort=False)]
+    out = [f"Validation kept the warm-up's weights in **{int(warm.sum())} of {len(prompt)}** UniCRS and MSCRS runs "
+           f"({', '.join(per_model)})."]
+    if int(trained_lm.sum()) < len(prompt):
+        out.append(f"**{len(prompt) - int(trained_lm.sum())}** of them trained no language-model stage "
+                   f"(`rec_epochs = 0`).")
+    if warm.all():
+        out.append("Table 2's UniCRS and MSCRS rows therefore score items without the soft prompt of Eq. (24): "
+                   "the graphs, the context's text, the mention bonus and the item bias, with the backbone "
+                   "entering only through its title readout (chapter 3). The language-model stage, where it "
+                   "trained, did not beat the warm-up by the margin the rule asks for.")
+    elif warm.any():
+        out.append("Where the warm-up was kept, those runs score items without the soft prompt of Eq. (24); the "
+                   "others score with it.")
+    else:
+        out.append("Every run scores items through the soft prompt of Eq. (24).")
+    return " ".join(out)
 
 
 def findings(runs: pd.DataFrame, datasets: Sequence[str], per_sample: PerSample, references: Iterable[str],

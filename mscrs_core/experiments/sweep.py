@@ -30,6 +30,7 @@ from ..core_share import positive_int_env
 from ..data.files import default_check
 from .fingerprint import stale_reason
 from .recommendation import RecRunConfig, default_results_dir, load_result
+from .recommendation.run import LEGACY_WARM_STAGE, WARM_STAGE
 from .sweep_plan import PREPARE, RUN, next_job, plan_jobs, schedule  # noqa: F401  (schedule: re-exported)
 
 RUN_CHAPTER = "03_recommendation_run"
@@ -164,7 +165,10 @@ def run_config_class(chapter: str) -> type:
 
 
 def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per run: its configuration fields, every test metric (``excl/`` ones included) and wall time."""
+    """One row per run: its configuration fields, every test metric (``excl/`` ones included) and wall time;
+    a prompt run (UniCRS, MSCRS) adds the stage validation kept (``selected stage``, ``select rule``), the best
+    validation Recall@10 of its warm-up and of its language-model stage (NaN for a stage it did not train) and
+    its number of validation samples."""
     rows = []
     for r in records:
         row = dict(r["config"])
@@ -180,6 +184,13 @@ def results_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             row.update({m: v for m, v in r["test"].items() if isinstance(v, (int, float))})
         if "valid" in r:
             row["valid recall@10"] = r["valid"]["recall@10"]
+        if "selected_stage" in r:  # prompt runs: which stage validation kept, each stage's best validation Recall@10
+            stages = r.get("stage_valid_recall@10", {})
+            warm = stages.get(WARM_STAGE, stages.get(LEGACY_WARM_STAGE))
+            row.update({"selected stage": r["selected_stage"], "select rule": r.get("select_rule", "best"),
+                        "valid samples": r.get("samples", {}).get("valid", np.nan),
+                        "valid recall@10 warm-up": np.nan if warm is None else warm,
+                        "valid recall@10 LM stage": np.nan if stages.get("rec") is None else stages["rec"]})
         row["seconds"] = r.get("seconds", np.nan)
         row["data fingerprint"] = r.get("fingerprint", {}).get("data", "")
         row["name"] = r["name"]
