@@ -29,6 +29,11 @@
 #   the runs before it did, and re-encodes every context).
 # * Figure 4 (c, d): MSCRS without the enhanced entities (w/o -s), without the mapping (w/o -c), without both
 #   (w/o -all).
+# * **Reference rows** (not in the paper; marked "ref."): responses chosen, not generated, scored by the same
+#   metrics, so that the reader can tell what a BLEU-2 of 0.02 means: the most frequent training response said
+#   to every test turn; the response of the training turn whose context is the most similar (cosine of the
+#   Eq. (26) context embeddings, a retrieval system in its simplest form); a random training response (human
+#   text unrelated to the dialog: people's own Distinct). They load no language model and cost seconds.
 #
 # **Deviations.** The backbone is SmolLM2-135M-Instruct (bfloat16 where native, else float32; the smoke profile: the project's
 # miniature DialoGPT), not DialoGPT-small, so the "plain backbone" row is SmolLM2 answering zero-shot; the
@@ -39,9 +44,9 @@
 # image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human
 # evaluation (Table 4) is possible here: the examples at the end put the responses side by side instead.
 #
-# **What `make book` runs.** The `default` profile runs Table 3's three rows on INSPIRED (MSCRS is chapter 6's
-# run). Figure 4 (c, d) (three more trained conversation runs, each 15 to 40 minutes on 2 CPU cores) and ReDial
-# run under the `full` profile (`make book PROFILE=full`).
+# **What `make book` runs.** The `default` profile runs Table 3's three rows and the reference rows on INSPIRED
+# (MSCRS is chapter 6's run). Figure 4 (c, d) (three more trained conversation runs, each 15 to 40 minutes on 2
+# CPU cores) and ReDial run under the `full` profile (`make book PROFILE=full`).
 
 # %% tags=["parameters", "hide-cell"]
 profile = "default"  # the parameter profile each run executes under
@@ -72,8 +77,12 @@ variants = {
     "w/o -s": {"use_enhanced_entities": False},
     "w/o -c": {"use_context_mapping": False},
     "w/o -all": {"use_enhanced_entities": False, "use_context_mapping": False},
+    "most frequent response (ref.)": {"model": "frequent_response"},
+    "nearest context's response (ref.)": {"model": "nearest_response"},
+    "random training response (ref.)": {"model": "shuffled_response"},
 }
-table3 = ["MSCRS", "w/o graphs (UniCRS-like)", "plain backbone"]
+references = ["most frequent response (ref.)", "nearest context's response (ref.)", "random training response (ref.)"]
+table3 = ["MSCRS", "w/o graphs (UniCRS-like)", "plain backbone", *references]
 ablations = ["MSCRS", "w/o -s", "w/o -c", "w/o -all"]
 points, labels = [], []
 for ds in datasets:
@@ -92,7 +101,8 @@ print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in tot
 # BLEU-n is UniCRS's sentence-level BLEU with one-hot weights; ROUGE from `rouge-score`; `dist@n` is the
 # UniCRS/DCRS convention (distinct n-grams over all responses divided by the number of responses, the
 # paper's values above 1) and `dist_ratio@n` the 0-1 ratio of distinct to total n-grams, both word-level.
-# The paper's rows come from the full data and DialoGPT-small: compare the ordering, not the values.
+# The paper's rows come from the full data and DialoGPT-small: compare the ordering, not the values. The
+# rows marked "ref." generate nothing (above).
 
 # %% tags=["hide-input"]
 cols = ["bleu@2", "bleu@3", "rouge2", "rougeL", "dist@2", "dist@3", "dist@4", "dist_ratio@2", "sacrebleu"]
@@ -106,7 +116,9 @@ for ds in datasets:
         if theirs in paper.loc[ds].index:
             rows.append({"dataset": ds, "model": ours, "source": f"paper ({theirs})",
                          **{c: paper.loc[(ds, theirs)].get(c) for c in cols}})
-pd.DataFrame(rows).set_index(["dataset", "model", "source"]).sort_index().round(4)
+table = pd.DataFrame(rows)
+table["model"] = pd.Categorical(table["model"], categories=table3, ordered=True)  # the generators, then "ref."
+table.sort_values(["dataset", "model", "source"]).set_index(["dataset", "model", "source"]).round(4)
 
 # %% tags=["remove-input"]
 print(data_provenance(runs))
@@ -143,9 +155,10 @@ else:
 # %% [markdown]
 # ## The same contexts, side by side
 #
-# The gold response and the responses of MSCRS, the variant without graphs and the plain backbone, for the
-# first test contexts of each dataset (`<movie>` stands where the recommender's top item is filled in when
-# talking to the system, chapter 8). Every run draws the same test subset, so row i is the same context.
+# The gold response and the responses of MSCRS, the variant without graphs and the plain backbone (the
+# generators; the reference rows are left out), for the first test contexts of each dataset (`<movie>` stands
+# where the recommender's top item is filled in when talking to the system, chapter 8). Every run draws the same
+# test subset, so row i is the same context.
 
 # %% tags=["hide-input"]
 import json
@@ -155,15 +168,16 @@ from mscrs_core.experiments.recommendation import default_results_dir
 
 root = Path(results_dir) if results_dir else default_results_dir()
 pd.set_option("display.max_colwidth", 120)
+generators = [n for n in table3 if n not in references]
 for ds in datasets:
     recs = {r.variant: json.loads((root / r["name"] / "result.json").read_text())
-            for _, r in runs[(runs.dataset == ds) & runs.variant.isin(table3)].iterrows()}
+            for _, r in runs[(runs.dataset == ds) & runs.variant.isin(generators)].iterrows()}
     rows = []
     for i in range(min(6, len(recs["MSCRS"]["examples"]))):
         ex = recs["MSCRS"]["examples"][i]
-        assert all(recs[n]["examples"][i]["key"] == ex["key"] for n in table3), "runs must share the test subset"
+        assert all(recs[n]["examples"][i]["key"] == ex["key"] for n in generators), "runs must share the test subset"
         rows.append({"last turn": ex["context"][-1][1][:120] if ex["context"] else "", "gold": ex["gold"][:120],
                      # line breaks (the plain backbone writes some) as spaces: the table shows them as "\n"
-                     **{n: " ".join(recs[n]["examples"][i]["generated"].split())[:120] for n in table3}})
+                     **{n: " ".join(recs[n]["examples"][i]["generated"].split())[:120] for n in generators}})
     print(ds)
     display(pd.DataFrame(rows))

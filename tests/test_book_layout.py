@@ -160,7 +160,14 @@ def test_conversation_summary_never_prints_nan():
     assert "without graphs (UniCRS-like) they reach **0.015**" in full
     alone = conversation_tables.summary(conversation_tables.numbers(table.loc[["MSCRS"]]), "INSPIRED")
     assert "plain backbone" not in alone and alone.endswith(".")
+    assert "For scale" not in full  # no reference row ran
+    ref_rows = ["most frequent response (ref.)", "nearest context's response (ref.)"]
+    refs = pd.concat([table, pd.DataFrame({"bleu@2": [0.0140, 0.0104], "dist@2": [0.01, 4.52]}, index=ref_rows)])
+    scaled = conversation_tables.summary(conversation_tables.numbers(refs), "INSPIRED")
+    assert "said to every test turn: BLEU-2 **0.014**, Distinct-2 **0.01**;" in scaled
+    assert "most similar training context: BLEU-2 **0.010**" in scaled and "random training" not in scaled
+    assert "MSCRS's BLEU-2 is **above** that of one sentence said to everyone." in scaled
     missing = conversation_tables.summary(conversation_tables.numbers(table.iloc[0:0]), "ReDial")
     assert "not generated on **ReDial**" in missing
-    for text in (full, alone, missing):
+    for text in (full, alone, missing, scaled):
         assert "nan" not in text.lower()

@@ -11,7 +11,9 @@ from typing import Mapping
 from .show import direction
 
 #: the Table 3 variants the paragraph speaks of, by their key in the numbers
-VARIANTS = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)"}
+VARIANTS = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)",
+            "frequent": "most frequent response (ref.)", "nearest": "nearest context's response (ref.)",
+            "shuffled": "random training response (ref.)"}
 
 
 def _number(x: object) -> bool:
@@ -44,4 +46,15 @@ def summary(got: Mapping[str, float], dataset_name: str) -> str:
     if _number(got.get("nographs_bleu2")):
         out.append(f"; without graphs (UniCRS-like) they reach **{got['nographs_bleu2']:.3f}** and "
                    f"**{got['nographs_dist2']:.2f}**")
-    return "".join(out) + "."
+    out.append(".")
+    refs = [("the most frequent training response, said to every test turn", "frequent"),
+            ("the response of the most similar training context", "nearest"),
+            ("a random training response", "shuffled")]
+    scale = [f"{text}: BLEU-2 **{got[f'{key}_bleu2']:.3f}**, Distinct-2 **{got[f'{key}_dist2']:.2f}**"
+             for text, key in refs if _number(got.get(f"{key}_bleu2"))]
+    if scale:
+        out.append(" For scale, responses chosen rather than generated: " + "; ".join(scale) + ".")
+        if _number(got.get("frequent_bleu2")):
+            verdict = direction(got["mscrs_bleu2"], got["frequent_bleu2"], digits=3)
+            out.append(f" MSCRS's BLEU-2 is **{verdict}** that of one sentence said to everyone.")
+    return "".join(out)

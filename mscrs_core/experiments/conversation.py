@@ -4,7 +4,10 @@
 the training-only context bank of the correlation semantic mapping (Eq. 26-27), trains the
 conversation prompt on a frozen backbone with the loss of Eq. 29, generates responses for test
 contexts and scores them (BLEU-2/3, ROUGE-2/L, Distinct-n in both conventions). ``model="backbone"``
-is the plain backbone: the same frozen LM generating from the context alone, no prompt, no training.
+is the plain backbone: the same frozen LM generating from the context alone, no prompt, no training. The
+reference rows (``model`` in :data:`~mscrs_core.baselines.response_references.REFERENCE_MODELS`: the nearest
+training context's response, the most frequent training response, a random training response) generate nothing
+and load no language model; they are scored the same way.
 
 Defaults (deviations from the paper, stated in the conversation chapters): the backbone is SmolLM2-135M-Instruct
 (``"smollm2-135m"``, offline, bf16, eager attention; converted once to safetensors under ``cache/backbones``)
@@ -36,7 +39,11 @@ from .run_config import RunConfig
 from ..models.conversation import ConversationConfig
 from .recommendation import BackboneConfig, default_results_dir, graph_settings, subsample, tiny_dialogpt_for
 
-MODELS = ("mscrs", "backbone")
+from ..baselines.response_references import REFERENCE_MODELS
+
+#: "mscrs" (trained generator), "backbone" (the plain frozen LM) and the reference rows, which generate nothing
+#: (:mod:`~mscrs_core.baselines.response_references`)
+MODELS = ("mscrs", "backbone", *REFERENCE_MODELS)
 #: largest context-state bank a run keeps in memory (bytes); bigger sets are encoded batch by batch instead
 MAX_STATE_BANK_BYTES = 3 << 30
 
@@ -131,7 +138,7 @@ class ConversationRunConfig(RunConfig):
     generator's own hyper-parameters are its :class:`~mscrs_core.models.conversation.ConversationConfig`."""
 
     dataset: str = "inspired"
-    model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM)
+    model: str = "mscrs"  # "mscrs" | "backbone" (plain frozen LM) | a reference row (REFERENCE_MODELS)
     seed: int = 0
     data: ConversationDataConfig = field(default_factory=ConversationDataConfig)
     graphs: ConversationGraphConfig = field(default_factory=ConversationGraphConfig)
@@ -163,9 +170,10 @@ class ConversationRunConfig(RunConfig):
         if self.dataset not in ("inspired", "redial"):
             raise ValueError(f"ConversationRunConfig.dataset must be 'inspired' or 'redial', got {self.dataset!r}")
         untrained = ConversationTrainingConfig(group_by_length=self.DIGEST_LEGACY_VALUES["group_by_length"])
-        if self.model == "backbone" and self.training != untrained:
-            # the plain frozen LM trains nothing: the prompt's schedule must not enter its identity, or a new epoch
-            # count (or batch grouping) would recompute chapter 7's plain row for the very same responses
+        if self.model != "mscrs" and self.training != untrained:
+            # the plain frozen LM and the reference rows train nothing: the prompt's schedule must not enter their
+            # identity, or a new epoch count (or batch grouping) would recompute chapter 7's rows for the very same
+            # responses
             object.__setattr__(self, "training", untrained)
 
     def identity(self) -> dict[str, Any]:
@@ -182,6 +190,8 @@ class ConversationRunConfig(RunConfig):
         return f"conv-{self.dataset}-{self.model}-{flags}-s{self.seed}-{self.digest()}"
 
     def shared_caches(self) -> tuple[tuple, ...]:
+        if self.model in REFERENCE_MODELS:  # no language model; the nearest row's context features are its own
+            return ()
         keys: list[tuple] = []
         if self.backbone == "tiny-dialogpt":
             keys.append(("tiny-dialogpt", self.dataset, self.backbone_epochs))
@@ -197,6 +207,8 @@ class ConversationRunConfig(RunConfig):
         from ..data import load_dataset
         from ..graphs.assemble import build_dataset_graphs
 
+        if self.model in REFERENCE_MODELS:
+            return
         cache = Path(cache_dir) if cache_dir else project_root() / "cache"
         ds = load_dataset(self.dataset, data_root)
         backbone, tokenizer = load_conversation_backbone(self, ds, cache)  # converts a GGUF backbone once
@@ -207,7 +219,7 @@ class ConversationRunConfig(RunConfig):
             build_generator(self, ds, graphs, backbone, tokenizer, conversation_splits(self, ds)[0], cache)
 
     def relative_cost(self) -> float:
-        per_model = 1.0 if self.model == "mscrs" else 0.1
+        per_model = {"mscrs": 1.0, "backbone": 0.1}.get(self.model, 0.01)
         return per_model * (2.0 if self.dataset == "redial" else 1.0)
 
 
@@ -420,21 +432,31 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     torch.manual_seed(cfg.seed)
     ds = load_dataset(cfg.dataset, data_root)
     train, valid, test = conversation_splits(cfg, ds)
-    path = backbone_path(cfg, ds, cache)
-    backbone, tokenizer = load_conversation_backbone(cfg, ds, cache)
-    gen_cfg = cfg.decoding.generation_config(median_response_tokens(train, tokenizer)
-                                             if cfg.min_new_tokens is None else 0)
-    record: dict[str, Any] = {"config": cfg.flat(), "name": cfg.name(), "backbone": path,
-                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)},
-                              "min_new_tokens": gen_cfg.min_new_tokens}
+    record: dict[str, Any] = {"config": cfg.flat(), "name": cfg.name(),
+                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
     refs = [s.response for s in test]
     explained: list[dict] = []
+    if cfg.model in REFERENCE_MODELS:  # nothing generated: responses chosen from the training turns
+        from ..baselines.response_references import reference_responses
+        from ..models.context_mapping import make_text_embedder
+
+        embedder = (make_text_embedder(cfg.text_embedder, cache / f"{cfg.dataset}-conv-contexts")
+                    if cfg.model == "nearest_response" else None)
+        preds = reference_responses(cfg.model, train, test, embedder=embedder, seed=cfg.seed)
+        record.update(backbone=None, min_new_tokens=None)
+    else:
+        path = backbone_path(cfg, ds, cache)
+        backbone, tokenizer = load_conversation_backbone(cfg, ds, cache)
+        gen_cfg = cfg.decoding.generation_config(median_response_tokens(train, tokenizer)
+                                                 if cfg.min_new_tokens is None else 0)
+        record.update(backbone=path, min_new_tokens=gen_cfg.min_new_tokens)
+    history: list = []
     if cfg.model == "backbone":
         if cfg.plain_context == "states" and cfg.prompt_position == "suffix":
             preds = _plain_after_states(backbone, tokenizer, test, cfg, gen_cfg, cache)
         else:
             preds = _plain_backbone(backbone, tokenizer, test, cfg, gen_cfg.min_new_tokens)
-        history = []
+    if cfg.model != "mscrs":  # the untrained rows: their responses scored as the trained generator's
         ev = GenerationEvaluator()
         ev.update(preds, refs)
         metrics = ev.compute()

@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from ..baselines.response_references import REFERENCE_MODELS
 from ..data.errors import DataError
 
 log = logging.getLogger("mscrs_core.results")
@@ -48,6 +49,8 @@ def uses_backbone(cfg: Any) -> bool:
 
     if isinstance(cfg, RecRunConfig):
         return cfg.model in ("mscrs", "unicrs")
+    if getattr(cfg, "model", None) in REFERENCE_MODELS:  # Table 3's reference rows generate nothing
+        return False
     return hasattr(cfg, "backbone")
 
 

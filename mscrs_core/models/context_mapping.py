@@ -128,6 +128,19 @@ def make_text_embedder(spec: str, cache_dir: str | Path | None = None):
     raise ValueError(f"text embedder spec: expected 'minilm', 'hf:<model>' or 'hashing:<dim>', got {spec!r}")
 
 
+def embed_contexts(samples: Sequence, embedder: TextEmbedFn) -> Tensor:
+    """E^(0) of each sample's context (:func:`context_string`), [len(samples), d]; through the embedder's on-disk
+    cache when it has one (``encode_keyed``, one file per set of sample keys, so the same samples hit it again)."""
+    keys = [sample_key(s) for s in samples]
+    texts = {key: context_string(s.context) for key, s in zip(keys, samples)}
+    if len(texts) < len(keys):
+        raise ValueError("embed_contexts: two samples share a key (dialog id and turn index)")
+    if hasattr(embedder, "encode_keyed"):
+        tag = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:10]
+        return embedder.encode_keyed(texts, tag)
+    return embedder(list(texts.values()))
+
+
 # ------------------------------------------------------------------------------------------ bank
 
 
@@ -195,12 +208,7 @@ class ContextBank:
         if not samples:
             raise ValueError("ContextBank.build: no training samples")
         keys = [sample_key(s) for s in samples]
-        texts = {key: context_string(s.context) for key, s in zip(keys, samples)}
-        if hasattr(embedder, "encode_keyed"):
-            tag = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:10]
-            emb = embedder.encode_keyed(texts, tag)
-        else:
-            emb = embedder(list(texts.values()))
+        emb = embed_contexts(samples, embedder)
         sets = [enhancer(s.context_entities).entities for s in samples]
         return cls(keys, [s.dialog_id for s in samples], sets, emb, num_entities, k)
 
