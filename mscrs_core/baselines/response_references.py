@@ -34,14 +34,16 @@ def frequent_response(train: Sequence) -> str:
 
 def nearest_responses(train: Sequence, test: Sequence, embedder: TextEmbedFn, batch_size: int = 256) -> list[str]:
     """Per test sample, the response of the training sample whose context embedding is the most similar (cosine;
-    ties: the earliest training sample)."""
+    similarities equal to 1e-6, the earliest training sample: the choice does not depend on the float kernels)."""
     if not train:
         raise ValueError("nearest_responses: no training samples")
     if not test:
         return []
     bank = torch.nn.functional.normalize(embed_contexts(train, embedder).float(), dim=1)
     query = torch.nn.functional.normalize(embed_contexts(test, embedder).float(), dim=1)
-    best = torch.cat([(query[i:i + batch_size] @ bank.T).argmax(dim=1) for i in range(0, len(test), batch_size)])
+    # torch.argmax returns the first maximum; rounding makes ties that float sums split one way or another exact
+    best = torch.cat([torch.round(query[i:i + batch_size] @ bank.T, decimals=6).argmax(dim=1)
+                      for i in range(0, len(test), batch_size)])
     return [train[int(i)].response for i in best]
 
 
