@@ -137,9 +137,10 @@ def test_chapter4_prose_glues_only_keys_that_its_remove_cell_glues():
     for cell in cells:
         if cell.cell_type == "markdown":
             used |= set(re.findall(r"\{glue:(?:text|md)\}`([^`:]+)", cell.source))
-    assert used == {"inspired_summary", "redial_summary"}
+    assert used == {"inspired_summary", "redial_summary", "stage_summary"}
     glued = "\n".join(c.source for c in cells if c.cell_type == "code" and "glue_markdown(" in c.source)
     assert 'f"{ds}_summary": rec_tables.summary(found, ds) for ds in ("inspired", "redial")' in glued
+    assert '"stage_summary": rec_tables.stage_summary(runs)' in glued  # a sentence for any runs, none included
 
 
 def test_glue_markdown_takes_text_only():
