@@ -40,3 +40,17 @@ def test_excluded_entities_and_ambiguity_by_degree():
     deg[7] = 5
     assert linker(degree=deg).link("I want a Comedy").entities == [7]
     assert linker().link("I want a Comedy").entities == [7]  # tie: lowest id
+
+
+def test_cased_entities_link_only_where_the_text_capitalises_them():
+    films = {"<http://dbpedia.org/resource/Scary_Movie>": 0, "<http://dbpedia.org/resource/Get_Out>": 1,
+             "<http://dbpedia.org/resource/Tom_Hanks>": 2, "<http://dbpedia.org/resource/Get_out_(song)>": 3}
+    plain = EntityLinker.from_vocabulary(films)
+    assert plain.link("I want a scary movie tonight").entities == [0]  # the everyday phrase taken for the title
+    titles = EntityLinker.from_vocabulary(films, cased={0, 1})
+    assert titles.link("I want a scary movie tonight").entities == []
+    assert titles.link("Have you seen Scary Movie?").entities == [0]
+    assert titles.link("I liked Get out a lot").entities == [1]  # one capitalised token is enough
+    assert titles.link("tom hanks is great").entities == [2]  # not cased: any case, as before
+    # a lower-case span falls back to the name's other, uncased entity
+    assert titles.link("I need to get out more").entities == [3]

@@ -19,14 +19,16 @@ from mscrs_core.data.samples import Sample
 from mscrs_core.data.schema import RECOMMENDER, SEEKER
 
 
-def make_linker(entity2id: dict[str, int], entity_names: dict[int, str]):
-    """``EntityLinker.from_vocabulary(entity2id)``; vocabularies without DBpedia URIs fall back to the names."""
+def make_linker(entity2id: dict[str, int], entity_names: dict[int, str], item_ids=()):
+    """``EntityLinker.from_vocabulary(entity2id)``; vocabularies without DBpedia URIs fall back to the names. The
+    items (``item_ids``) link only where the user capitalised their title: "a scary movie" is not *Scary Movie*."""
     from mscrs_core.data.linking import EntityLinker
 
-    linker = EntityLinker.from_vocabulary(entity2id)
+    cased = {int(i) for i in item_ids}
+    linker = EntityLinker.from_vocabulary(entity2id, cased=cased)
     if len(linker) == 0 and entity_names:
         fake = {f"<http://dbpedia.org/resource/{name.replace(' ', '_')}>": eid for eid, name in entity_names.items()}
-        linker = EntityLinker.from_vocabulary(fake)
+        linker = EntityLinker.from_vocabulary(fake, cased=cased)
     return linker
 
 
@@ -63,7 +65,7 @@ class ChatSession:
         self.bundle, self.top_k, self.exclude_mentioned = bundle, top_k, exclude_mentioned
         self.generation = generation or GenerationConfig(num_beams=CHAT_NUM_BEAMS,
                                                          context_block_ngram=CHAT_CONTEXT_BLOCK_NGRAM)
-        self.linker = make_linker(bundle.entity2id, bundle.entity_names)
+        self.linker = make_linker(bundle.entity2id, bundle.entity_names, bundle.item_ids)
         self.items = set(bundle.item_ids)
         self.rank = recommender_ranker(bundle.recommender, top=max(top_k, 50)) if bundle.recommender else None
         self.reset()

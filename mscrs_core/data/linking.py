@@ -16,7 +16,11 @@ from the knowledge graph's own entity names and a longest-match n-gram lookup:
   word (``STOPWORDS``): single words like "good" or "love" are DBpedia pages too
   and would flood the prompt with noise;
 * movie entities are left out of the dictionary: movies are linked through
-  ReDial's ``@movieId`` mentions, which are exact;
+  ReDial's ``@movieId`` mentions, which are exact; where they are in it (the
+  chat, where people type titles), ``cased`` entities link only from a span
+  with a capitalised token: many titles are everyday phrases ("a scary movie",
+  "I need to get out"), and written as titles they are capitalised ("Scary
+  Movie", "Get Out");
 * a name shared by several entities resolves to the one with the highest
   degree in the graph (the best-connected reading), ties to the lowest id.
 """
@@ -63,14 +67,20 @@ class LinkResult:
 class EntityLinker:
     """Longest-match n-gram lookup of entity names in text (see the module docstring)."""
 
-    def __init__(self, names: dict[str, list[int]], single_ok: dict[str, bool], max_ngram: int = 5):
+    def __init__(self, names: dict[str, list[int]], single_ok: dict[str, bool], max_ngram: int = 5,
+                 cased: frozenset[int] = frozenset()):
         self.names = names
         self.single_ok = single_ok  # single-token name -> linkable even when lower-case (genre alias)
         self.max_ngram = max_ngram
+        self.cased = cased  # entities a span must show a capital letter for (titles that are everyday phrases)
 
     @classmethod
     def from_vocabulary(cls, entity2id: dict[str, int], *, exclude: set[int] | None = None,
-                        degree: np.ndarray | None = None, max_ngram: int = 5) -> "EntityLinker":
+                        degree: np.ndarray | None = None, max_ngram: int = 5,
+                        cased: set[int] | None = None) -> "EntityLinker":
+        """The linker of the entities of ``entity2id`` but ``exclude``; names shared by several entities resolve by
+        ``degree``; ``cased`` entities (e.g. the items, in a chat) link only from a span with a capitalised
+        token (module docstring)."""
         exclude = exclude or set()
         cands: dict[str, list[int]] = defaultdict(list)
         alias_single: dict[str, bool] = {}
@@ -93,7 +103,7 @@ class EntityLinker:
                     cands[k].append(eid)
         deg = degree if degree is not None else np.zeros(len(entity2id) + 1)
         names = {k: sorted(v, key=lambda e: (-float(deg[e]), e)) for k, v in cands.items()}
-        return cls(names, alias_single, max_ngram)
+        return cls(names, alias_single, max_ngram, frozenset(cased or ()))
 
     def link(self, text: str) -> LinkResult:
         toks = tokenize(text)
@@ -109,7 +119,12 @@ class EntityLinker:
                     continue
                 if n == 1 and not (self.single_ok.get(key) or toks[i][:1].isupper()):
                     continue
-                hit = (n, self.names[key][0])
+                cands = self.names[key]
+                if self.cased and not any(t[:1].isupper() for t in toks[i:i + n]):
+                    cands = [e for e in cands if e not in self.cased]  # an everyday phrase, not a title
+                    if not cands:
+                        continue
+                hit = (n, cands[0])
                 break
             if hit is None:
                 i += 1
