@@ -38,7 +38,6 @@ from .fingerprint import reusable_result, run_fingerprint, seal, start_run
 from .run_config import RunConfig
 from ..models.conversation import ConversationConfig
 from .recommendation import BackboneConfig, default_results_dir, graph_settings, subsample, tiny_dialogpt_for
-
 from ..baselines.response_references import REFERENCE_MODELS
 
 #: "mscrs" (trained generator), "backbone" (the plain frozen LM) and the reference rows, which generate nothing
