@@ -179,6 +179,7 @@ fig, ax = plt.subplots(figsize=(6, 3.5))
 sns.lineplot(kres, x="k", y="recall@10", marker="o", errorbar="sd" if len(seeds) > 1 else None, ax=ax)
 ax.set_xscale("log")
 ax.set_xticks(ks, [str(x) for x in ks])
+ax.set_xticks([], minor=True)  # the log axis would label a minor tick "6 x 10^0" between 5 and 10
 ax.set_title(f"{dataset}: Recall@10 against k")
 fig.tight_layout()
 kres.groupby("k")[["recall@10", "recall@50"]].mean().round(4)

@@ -17,10 +17,13 @@
 # # 8. Talk to it
 #
 # The recommender of chapter 3 and the generator of chapter 6, trained on the real dialogs, answering new
-# utterances. Each user turn is linked to knowledge-graph entities (chapter 1's linker); the recommender
-# ranks the items (Eq. 23); the generator writes a response (Eq. 28) whose `<movie>` slots are filled from
-# that ranking, skipping movies already mentioned, as UniCRS does. Beside each response: the entities linked
-# in the utterance, the top recommendations, and the graph neighbours (Eq. 25) that entered the prompt.
+# utterances. Each user turn is linked to knowledge-graph entities (chapter 1's linker, with the movies in its
+# dictionary; a title links only where the user wrote it with a capital letter, because many titles are
+# everyday phrases: "a scary movie" is not the film *Scary Movie*, "I need to get out" not *Get Out*); the
+# recommender ranks the items (Eq. 23); the generator writes a response (Eq. 28) whose `<movie>` slots are
+# filled from that ranking, skipping movies already mentioned, as UniCRS does. Beside each response: the
+# entities linked in the utterance, the top recommendations, and the graph neighbours (Eq. 25) that entered
+# the prompt.
 #
 # Both models are loaded from a chat checkpoint that this chapter writes from the two finished runs (their
 # validation-selected weights; nothing is trained here). Each model sits in it as a Hugging Face-style folder
