@@ -54,3 +54,14 @@ def test_cased_entities_link_only_where_the_text_capitalises_them():
     assert titles.link("tom hanks is great").entities == [2]  # not cased: any case, as before
     # a lower-case span falls back to the name's other, uncased entity
     assert titles.link("I need to get out more").entities == [3]
+
+
+def test_fiction_genres_answer_to_their_genre_word_where_no_film_page_exists():
+    vocab = {"<http://dbpedia.org/resource/Horror_fiction>": 0, "<http://dbpedia.org/resource/Action_film>": 1,
+             "<http://dbpedia.org/resource/Action_fiction>": 2, "<http://dbpedia.org/resource/Genre_fiction>": 3,
+             "<http://dbpedia.org/resource/Fan_fiction>": 4}
+    linker = EntityLinker.from_vocabulary(vocab)
+    assert linker.link("I love horror").entities == [0]  # no Horror film here: the fiction page answers
+    assert linker.link("any action ones?").entities == [1]  # Action film exists: the film page, not the fiction one
+    assert linker.link("what genre? I am a fan").entities == []  # not film genres
+    assert linker.link("I love horror fiction").entities == [0]  # the full name as before

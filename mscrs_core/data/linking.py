@@ -8,7 +8,10 @@ from the knowledge graph's own entity names and a longest-match n-gram lookup:
   disambiguation ``(...)`` dropped, lower-cased (``Quentin_Tarantino`` ->
   ``quentin tarantino``);
 * genre pages ``X_film`` (``Horror_film``) also answer to ``x`` (``horror``),
-  because that is how people say it;
+  because that is how people say it; so do the pages ``X_fiction`` of the film
+  genres in :data:`FICTION_GENRES` where no ``X_film`` exists (INSPIRED's graph
+  has *Horror fiction* and no *Horror film*), never other ``X_fiction`` pages
+  ("genre", "fan" and "literary" are not genres people ask a film for);
 * at each token the longest n-gram (up to ``max_ngram`` tokens) present in the
   dictionary wins, and its tokens are consumed;
 * single-token names are linked only when the token is capitalised in the text
@@ -50,6 +53,13 @@ girl boy life day night world home family friend friends story end last first st
 """.split())
 
 
+#: the first words of ``X fiction`` pages that name a film genre: an ``X fiction`` page answers to ``x`` alone when
+#: the graph has no ``X film`` page (module docstring)
+FICTION_GENRES = frozenset("""
+action adventure crime detective fantasy gothic horror mystery spy superhero supernatural suspense thriller western
+""".split())
+
+
 def normalise(name: str) -> str:
     return " ".join(t.lower() for t in _TOKEN.findall(name))
 
@@ -84,6 +94,8 @@ class EntityLinker:
         exclude = exclude or set()
         cands: dict[str, list[int]] = defaultdict(list)
         alias_single: dict[str, bool] = {}
+        film_genres: set[str] = set()
+        fiction: dict[str, list[int]] = defaultdict(list)
         for uri, eid in entity2id.items():
             if eid in exclude or not uri.startswith("<http"):
                 continue
@@ -95,12 +107,19 @@ class EntityLinker:
             if plain.endswith(" film") and "(" not in base and not plain[:4].isdigit():
                 keys.append(plain[: -len(" film")])  # "horror film" -> "horror"
                 alias_single[keys[-1]] = True
+                film_genres.add(keys[-1])
+            elif plain.endswith(" fiction") and "(" not in base and plain[: -len(" fiction")] in FICTION_GENRES:
+                fiction[plain[: -len(" fiction")]].append(eid)  # "horror fiction" -> "horror", if no "horror film"
             for k in keys:
                 n = len(k.split())
                 if n == 1 and k in STOPWORDS:
                     continue
                 if n <= max_ngram:
                     cands[k].append(eid)
+        for genre, ids in fiction.items():
+            if genre not in film_genres:
+                cands[genre].extend(ids)
+                alias_single[genre] = True
         deg = degree if degree is not None else np.zeros(len(entity2id) + 1)
         names = {k: sorted(v, key=lambda e: (-float(deg[e]), e)) for k, v in cands.items()}
         return cls(names, alias_single, max_ngram, frozenset(cased or ()))
