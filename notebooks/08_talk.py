@@ -56,6 +56,8 @@ script = [
     "I liked Get Out too. Anything newer?",
     "What about a comedy instead?",
 ]
+# a second dialog that opens with another request: a recommender that listens answers it with other movies
+contrast_script = ["Hi! I am in the mood for a funny comedy tonight."]
 results_dir = None
 data_root = None
 check_checksums = True  # check the data against the root's MANIFEST.sha256.tsv, else the shipped manifest
@@ -100,6 +102,26 @@ session = ChatSession.load(checkpoint)
 turns = [session.respond(u) for u in script]
 for t in turns:
     print(format_turn(t), end="\n\n")
+
+# %% [markdown]
+# ## Does it listen? A second dialog
+#
+# A new dialog that opens with another request (`contrast_script`). If the recommender listens, its first
+# answer differs from the first answer of the dialog above; if it ranked by popularity, the two lists would be
+# the same.
+
+# %%
+contrast = ChatSession.load(checkpoint)
+contrast_turns = [contrast.respond(u) for u in contrast_script]
+for t in contrast_turns:
+    print(format_turn(t), end="\n\n")
+
+# %% tags=["hide-input"]
+above, below = turns[0].recommended, contrast_turns[0].recommended
+shared = {e for e, _ in above} & {e for e, _ in below}
+print(f"First answers of the two dialogs: {len(shared)} of the top {len(above)} movies in common.")
+pd.DataFrame({f"'{script[0]}'": [n for _, n in above], f"'{contrast_script[0]}'": [n for _, n in below]},
+             index=pd.RangeIndex(1, len(above) + 1, name="rank"))
 
 # %% [markdown]
 # ## Where each answer came from
