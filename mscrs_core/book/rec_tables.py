@@ -17,13 +17,13 @@ compute inline (same aggregation, same formatting, same row order).
 """
 from __future__ import annotations
 
-import math
 import numbers
 from typing import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from ..evaluation.significance import paired_test
+from ..experiments.recommendation import lm_stage_bar
 from ..experiments.sweep import METRICS
 from .show import direction
 
@@ -126,9 +126,6 @@ def slice_table(runs: pd.DataFrame, names: Mapping[str, str] = MODEL_NAMES) -> p
     return slices.rename(index=names, level=1)
 
 
-STAGE_COLUMNS = ("selected stage", "valid recall@10 warm-up", "valid recall@10 LM stage")
-
-
 def _prompt_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs that chose between a warm-up and a language-model stage (UniCRS, MSCRS)."""
     if "selected stage" not in runs:
@@ -137,16 +134,12 @@ def _prompt_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lm_needs(row: pd.Series) -> float:
-    """The validation Recall@10 the LM stage had to exceed to be kept (the run's rule,
-    :func:`~mscrs_core.experiments.recommendation.lm_stage_wins`): the warm-up's, plus one binomial standard
-    error of it under ``one_se``."""
-    warm = row["valid recall@10 warm-up"]
-    if pd.isna(warm):
+    """The validation Recall@10 the LM stage had to exceed to be kept, under the run's rule
+    (:func:`~mscrs_core.experiments.recommendation.lm_stage_bar`)."""
+    warm, n, rule = row["valid recall@10 warm-up"], row.get("valid samples"), row.get("select rule", "best")
+    if pd.isna(warm) or (rule == "one_se" and (pd.isna(n) or n < 1)):  # nothing to compute it from
         return float("nan")
-    n = row.get("valid samples", float("nan"))
-    if row.get("select rule", "best") != "one_se" or pd.isna(n) or n < 1:
-        return float(warm)
-    return float(warm + math.sqrt(max(warm * (1.0 - warm), 0.0) / n))
+    return float(lm_stage_bar(float(warm), 0 if pd.isna(n) else int(n), rule))
 
 
 def stage_table(runs: pd.DataFrame, names: Mapping[str, str] = MODEL_NAMES) -> pd.DataFrame:

@@ -24,9 +24,9 @@ from .build import (build_recommender, context_bank_for, graph_settings, lm_free
 from .config import (MODELS, PROMPT_MODELS, BackboneConfig, RecDataConfig, RecGraphConfig, RecRunConfig,
                      RecTrainingConfig)
 from .results import default_results_dir, load_result
-from .run import lm_stage_wins, run_recommendation
+from .run import lm_stage_bar, lm_stage_wins, run_recommendation
 
 __all__ = ["MODELS", "PROMPT_MODELS", "BackboneConfig", "RecDataConfig", "RecGraphConfig", "RecRunConfig",
            "RecTrainingConfig", "build_recommender", "context_bank_for", "default_results_dir", "graph_settings",
-           "lm_free_graph_encoder", "lm_stage_wins", "load_backbone_for", "load_result", "rec_splits",
+           "lm_free_graph_encoder", "lm_stage_bar", "lm_stage_wins", "load_backbone_for", "load_result", "rec_splits",
            "run_recommendation", "subsample", "tiny_dialogpt_for"]

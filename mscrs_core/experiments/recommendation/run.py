@@ -129,6 +129,18 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     return record
 
 
+def lm_stage_bar(warm_recall: float, n_valid: int, rule: str = "one_se") -> float:
+    """The validation Recall@10 the language-model stage must exceed to be kept (:func:`lm_stage_wins`): the
+    warm-up's under ``"best"``, plus one binomial standard error of it under ``"one_se"``."""
+    if rule == "best":
+        return warm_recall
+    if rule != "one_se":
+        raise ValueError(f"rule: expected 'one_se' or 'best', got {rule!r}")
+    if n_valid < 1:
+        raise ValueError(f"n_valid: expected >= 1, got {n_valid}")
+    return warm_recall + math.sqrt(max(warm_recall * (1.0 - warm_recall), 0.0) / n_valid)
+
+
 def lm_stage_wins(warm_recall: float, lm_recall: float, n_valid: int, rule: str = "one_se") -> bool:
     """Does validation keep the language-model stage rather than the warm-up (no soft-prompt pass)?
 
@@ -138,13 +150,7 @@ def lm_stage_wins(warm_recall: float, lm_recall: float, n_valid: int, rule: str 
     sqrt(r (1 - r) / n_valid). With a few hundred validation samples, an epoch-by-epoch maximum over the LM stage
     otherwise wins by chance about as often as by merit.
     """
-    if rule == "best":
-        return lm_recall > warm_recall
-    if rule != "one_se":
-        raise ValueError(f"rule: expected 'one_se' or 'best', got {rule!r}")
-    if n_valid < 1:
-        raise ValueError(f"n_valid: expected >= 1, got {n_valid}")
-    return lm_recall > warm_recall + math.sqrt(max(warm_recall * (1.0 - warm_recall), 0.0) / n_valid)
+    return lm_recall > lm_stage_bar(warm_recall, n_valid, rule)
 
 
 def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: torch.Tensor, run_dir: Path,
