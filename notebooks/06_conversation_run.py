@@ -53,6 +53,7 @@ backbone = "smollm2-135m"  # SmolLM2-135M-Instruct (offline); "tiny-dialogpt": t
 backbone_dtype = "auto"  # the frozen backbone only (bfloat16 where native, else float32); the rest trains in float32
 attn_implementation = "eager"  # "" keeps the model's default
 prompt_position = "suffix"  # "suffix": [s; prompt] with cached context states; "prefix": Eq. (28)'s [prompt; s]
+prompt_injection = "inputs"  # "inputs": the prompt as input embeddings (Eq. 28); "layers": every layer's keys/values (the authors' code)
 backbone_epochs = 2.0  # pre-training epochs of the miniature DialoGPT (only for the tiny-dialogpt backbone)
 text_embedder = "minilm"  # context embeddings E_s^(0); "hashing:<dim>" only for smoke runs
 epochs = 1

@@ -12,6 +12,7 @@ from .show import direction
 
 #: the Table 3 variants the paragraph speaks of, by their key in the numbers
 VARIANTS = {"mscrs": "MSCRS", "backbone": "plain backbone", "nographs": "w/o graphs (UniCRS-like)",
+            "mscrs_layers": "MSCRS (layer prompt)", "nographs_layers": "w/o graphs (UniCRS-like, layer prompt)",
             "frequent": "most frequent response (ref.)", "nearest": "nearest context's response (ref.)",
             "shuffled": "random training response (ref.)"}
 
@@ -47,6 +48,14 @@ def summary(got: Mapping[str, float], dataset_name: str) -> str:
         out.append(f"; without graphs (UniCRS-like) they reach **{got['nographs_bleu2']:.3f}** and "
                    f"**{got['nographs_dist2']:.2f}**")
     out.append(".")
+    if _number(got.get("mscrs_layers_bleu2")):
+        out.append(f" With the prompt in every layer's keys and values (the authors' code), MSCRS reaches BLEU-2 "
+                   f"**{got['mscrs_layers_bleu2']:.3f}** and Distinct-2 **{got['mscrs_layers_dist2']:.2f}**")
+        if _number(got.get("nographs_layers_bleu2")):
+            verdict = direction(got["mscrs_layers_bleu2"], got["nographs_layers_bleu2"], digits=3)
+            out.append(f", **{verdict}** the UniCRS-like variant's **{got['nographs_layers_bleu2']:.3f}** "
+                       f"(Distinct-2 **{got['nographs_layers_dist2']:.2f}**) under the same injection")
+        out.append(".")
     refs = [("the most frequent training response, said to every test turn", "frequent"),
             ("the response of the most similar training context", "nearest"),
             ("a random training response", "shuffled")]

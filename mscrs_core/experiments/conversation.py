@@ -156,7 +156,8 @@ class ConversationRunConfig(RunConfig):
     DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = (
         "max_entities", "n_entity_prompt", "n_task_prompt", "max_neighbours", "mapping_k", "mapping_mlp_hidden",
         "loss_on", "loss_reduction", "fuse_weight", "tau", "max_context_length", "max_response_length",
-        "placeholder", "length_penalty", "max_test_samples", "group_by_length", "plain_context")
+        "placeholder", "length_penalty", "max_test_samples", "group_by_length", "plain_context",
+        "prompt_injection")
     # Table 3 on every test turn became the default; the runs recorded before scored max_eval_samples of them;
     # length-grouped batches likewise (the runs before them shuffled the batches plainly), and the plain row's
     # decoding after the cached context states (before: Hugging Face generate over the context text)

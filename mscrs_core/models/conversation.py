@@ -65,11 +65,14 @@ from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, en
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
 from mscrs_core.models.conversation_collate import LOSS_ON, ConversationCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
+from mscrs_core.models.layer_prompt import LayerPrompt, rotate_keys
 from mscrs_core.models.pretrained import PretrainedMixin, with_current_names
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 #: values of :attr:`ConversationConfig.graph_prompt` (what the graphs contribute to the prompt)
 GRAPH_PROMPTS = ("paper", "authors_code")
+#: values of :attr:`ConversationConfig.prompt_injection` (how the prompt enters the frozen backbone)
+PROMPT_INJECTIONS = ("inputs", "layers")
 LOSS_REDUCTIONS = ("context", "token")
 
 
@@ -100,12 +103,19 @@ class ConversationConfig:
     text_embedder: str = "minilm"  # E_s^(0): "minilm" | "hf:<model>" | "hashing:<dim>"
     placeholder: str = MOVIE_PLACEHOLDER
     prompt_position: str = "prefix"  # "prefix" (Eq. 28: [prompt; s]) | "suffix" ([s; prompt], cached context states)
+    # "inputs" (Eq. 28: the prompt as input embeddings) | "layers" (the authors' code: every layer's keys and values,
+    # :mod:`~mscrs_core.models.layer_prompt`; suffix order only)
+    prompt_injection: str = "inputs"
 
     def __post_init__(self) -> None:
         if self.prompt_position not in PROMPT_POSITIONS:
             raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
         if self.prompt_position == "suffix" and self.loss_on != "response":
             raise ValueError("prompt_position='suffix' supervises the response only (loss_on='response')")
+        if self.prompt_injection not in PROMPT_INJECTIONS:
+            raise ValueError(f"prompt_injection: expected one of {PROMPT_INJECTIONS}, got {self.prompt_injection!r}")
+        if self.prompt_injection == "layers" and self.prompt_position != "suffix":
+            raise ValueError("prompt_injection='layers' is implemented for prompt_position='suffix' only")
         if self.graph_prompt not in GRAPH_PROMPTS:
             raise ValueError(f"graph_prompt: expected one of {GRAPH_PROMPTS}, got {self.graph_prompt!r}")
         if self.loss_on not in LOSS_ON:
@@ -203,6 +213,8 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
             entity_dim, hidden, max_entities=cfg.max_entities, n_entity_prompt=cfg.n_entity_prompt,
             n_task_prompt=cfg.n_task_prompt, tau=cfg.tau, embedding_std=emb_std,
         )  # its task prompt is O_cov (Eq. 28)
+        #: ``prompt_injection="layers"``: the map from prompt vectors to every layer's keys and values
+        self.layer_prompt = LayerPrompt.for_backbone(backbone) if cfg.prompt_injection == "layers" else None
         self.enhancer = EntityEnhancer(graph_encoder.neighbours, max_neighbours=cfg.max_neighbours,
                                        enabled=cfg.use_enhanced_entities)
         self.mapping = None
@@ -335,6 +347,11 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
     def prompt_length(self) -> int:
         return self.config.n_entity_prompt + self.config.n_task_prompt
 
+    @property
+    def prompt_positions(self) -> int:
+        """Input positions the soft prompt occupies in the hidden states (none when it enters as keys and values)."""
+        return 0 if self.layer_prompt is not None else self.prompt_length
+
     # ------------------------------------------------------------------ loss
     # ------------------------------------------------------------------ suffix order
     def context_states(self, context_ids: Tensor, context_mask: Tensor) -> ContextStates:
@@ -353,15 +370,42 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
         ones = batch["attention_mask"].new_ones(prompt.shape[0], prompt.shape[1])
         return embeds, torch.cat([ones, batch["attention_mask"]], dim=1), fuse
 
+    def after_context(self, batch: dict[str, Tensor], states: ContextStates
+                      ) -> tuple[ContextStates, Tensor, Tensor, Tensor]:
+        """What runs after a batch's context states: (the states to attend to, embeddings [B, S', H], their mask,
+        L_fuse). With ``prompt_injection="inputs"`` the states are the context's and the embeddings
+        :meth:`suffix_inputs`'s; with ``"layers"`` the prompt becomes every layer's keys and values (rotated to the
+        positions right after the context) appended to the context's, and only the tail runs as inputs."""
+        embeds, mask, fuse = self.suffix_inputs(batch)
+        if self.layer_prompt is None:
+            return states, embeds, mask, fuse
+        n = self.prompt_length
+        prompt, embeds, mask = embeds[:, :n], embeds[:, n:], mask[:, n:]
+        keys, values = self.layer_prompt(prompt.float())
+        lengths = states.length.to(prompt.device)
+        keys = rotate_keys(self.backbone, keys, lengths.unsqueeze(1) + torch.arange(n, device=prompt.device))
+        dtype = next(self.backbone.parameters()).dtype
+        ctx_mask = states.attention_mask.to(prompt.device).long()
+        states = ContextStates(torch.cat([states.keys.to(prompt.device, dtype), keys.to(dtype)], dim=3),
+                               torch.cat([states.values.to(prompt.device, dtype), values.to(dtype)], dim=3),
+                               torch.cat([ctx_mask, ctx_mask.new_ones(ctx_mask.shape[0], n)], dim=1))
+        return states, embeds, mask, fuse
+
     def suffix_hidden(self, batch: dict[str, Tensor], cached: bool = True) -> tuple[Tensor, Tensor]:
-        """Last hidden states of the positions after the context, [B, P + S, H], and L_fuse.
+        """Last hidden states of the positions after the context, [B, P + S, H] ([B, S, H] when the prompt enters
+        as keys and values), and L_fuse.
 
         ``cached=True``: context states once without autograd, then :func:`run_after_context`; ``False``: one
-        uncached pass over [context; prompt; tail] (the reference the cached path must equal)."""
-        embeds, mask, fuse = self.suffix_inputs(batch)
+        uncached pass over [context; prompt; tail] (the reference the cached path must equal; there is no such pass
+        when the prompt enters every layer, ``prompt_injection="layers"``)."""
         ctx_ids, ctx_mask = batch["context_ids"], batch["context_mask"]
         if cached:
-            return run_after_context(self.backbone, self.context_states(ctx_ids, ctx_mask), embeds, mask), fuse
+            states, embeds, mask, fuse = self.after_context(batch, self.context_states(ctx_ids, ctx_mask))
+            return run_after_context(self.backbone, states, embeds, mask), fuse
+        if self.layer_prompt is not None:
+            raise ValueError("suffix_hidden(cached=False): a prompt given as every layer's keys and values has no "
+                             "single uncached pass")
+        embeds, mask, fuse = self.suffix_inputs(batch)
         ctx = self.backbone.get_input_embeddings()(ctx_ids)  # the backbone's own rows, as in encode_context
         full = torch.cat([ctx, embeds.to(ctx.dtype)], dim=1)
         full_mask = torch.cat([ctx_mask.long(), mask.long()], dim=1)
@@ -382,8 +426,9 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
     def forward(self, batch: dict[str, Tensor]) -> ConversationOutput:
         """Eq. (29) on a training batch from :meth:`make_collator`."""
         labels = batch["labels"]
-        pad = labels.new_full((labels.shape[0], self.prompt_length), -100)
-        labels = torch.cat([pad, labels], dim=1)  # prefix: [pads, prompt, tokens]; suffix: [prompt, tail]
+        pad = labels.new_full((labels.shape[0], self.prompt_positions), -100)
+        # prefix: [pads, prompt, tokens]; suffix: [prompt, tail] ([tail] when the prompt enters as keys and values)
+        labels = torch.cat([pad, labels], dim=1)
         if self.config.prompt_position == "suffix":
             hidden, fuse = self.suffix_hidden(batch)
         else:

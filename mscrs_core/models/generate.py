@@ -179,7 +179,7 @@ def generate_suffix(generator, batch: dict[str, torch.Tensor], config: Generatio
     states = generator.context_states(batch["context_ids"], batch["context_mask"])
     tables = (_context_tables(batch, cfg.context_block_ngram, "context_ids", "context_mask")
               if cfg.context_block_ngram else None)
-    embeds, mask, _ = generator.suffix_inputs(batch)
+    states, embeds, mask, _ = generator.after_context(batch, states)
     dtype = next(generator.backbone.parameters()).dtype
     if k > 1:  # hypotheses of row i are rows i*k .. i*k+k-1
         idx = torch.arange(b, device=device).repeat_interleave(k)

@@ -64,5 +64,10 @@ class PlainGenerator:
         """The positions after the context: the response prefix alone (no prompt)."""
         return self.embed_tokens(batch["input_ids"]), batch["attention_mask"], torch.zeros(())
 
+    def after_context(self, batch: dict[str, Tensor], states: ContextStates
+                      ) -> tuple[ContextStates, Tensor, Tensor, Tensor]:
+        """The context's states unchanged and :meth:`suffix_inputs` (the decoding protocol's hook)."""
+        return (states, *self.suffix_inputs(batch))
+
     def token_logits(self, hidden: Tensor) -> Tensor:
         return self.backbone.get_output_embeddings()(hidden).float()
