@@ -128,6 +128,19 @@ equation_with_code([27, 28], MSCRSGenerator.build_prompt, MSCRSGenerator.suffix_
                    MSCRSGenerator.inputs_embeds, fold=30)
 
 # %% [markdown]
+# **How the prompt enters the language model: the paper's text and the authors' code disagree.** Eq. (28) puts
+# the prompt into the backbone's input sequence (`prompt_injection="inputs"`, this chapter's default). The
+# authors' code, inherited from UniCRS, does prefix tuning instead: every prompt vector passes a residual MLP and
+# one linear map to a key and a value for EVERY layer of the frozen model, which attends to them as if they were
+# earlier positions (`prompt_injection="layers"`, `mscrs_core.models.layer_prompt`; the
+# prompt itself, Eq. 27, is the same). With rotary position embeddings a learned key would be seen differently
+# from every query position, so the keys are rotated to the positions right after the context, where the input
+# prompt sits: a test checks that a layer prompt holding the input prompt's own keys and values gives the
+# response exactly the input prompt's hidden states. At this backbone's size the layer prompt is the more
+# expressive of the two (it reaches all 30 layers directly); it needs a smaller learning rate (1e-3: at 1e-2 the
+# validation perplexity was 932 after one epoch, in a run outside the book). Chapter 7 reports Table 3 both ways.
+
+# %% [markdown]
 # **The loss (Eq. 29).** The negative log-likelihood of the response tokens given the prompt, summed over a
 # response and averaged over the contexts of a batch; the backbone stays frozen.
 

@@ -168,7 +168,15 @@ def test_conversation_summary_never_prints_nan():
     assert "said to every test turn: BLEU-2 **0.014**, Distinct-2 **0.01**;" in scaled
     assert "most similar training context: BLEU-2 **0.010**" in scaled and "random training" not in scaled
     assert "MSCRS's BLEU-2 is **above** that of one sentence said to everyone." in scaled
+    layer_rows = ["MSCRS (layer prompt)", "w/o graphs (UniCRS-like, layer prompt)"]
+    layered = pd.concat([refs, pd.DataFrame({"bleu@2": [0.0241, 0.0199], "dist@2": [5.9, 5.1]}, index=layer_rows)])
+    both = conversation_tables.summary(conversation_tables.numbers(layered), "INSPIRED")
+    assert ("every layer's keys and values (the authors' code), MSCRS reaches BLEU-2 **0.024** and Distinct-2 "
+            "**5.90**, **above** the UniCRS-like variant's **0.020** (Distinct-2 **5.10**)") in both
+    assert "one sentence said to everyone; with the layer prompt it is **above** it." in both
+    only_mscrs = conversation_tables.summary(conversation_tables.numbers(layered.drop(layer_rows[1])), "INSPIRED")
+    assert "MSCRS reaches BLEU-2 **0.024** and Distinct-2 **5.90**." in only_mscrs
     missing = conversation_tables.summary(conversation_tables.numbers(table.iloc[0:0]), "ReDial")
     assert "not generated on **ReDial**" in missing
-    for text in (full, alone, missing, scaled):
+    for text in (full, alone, missing, scaled, both, only_mscrs):
         assert "nan" not in text.lower()

@@ -65,5 +65,9 @@ def summary(got: Mapping[str, float], dataset_name: str) -> str:
         out.append(" For scale, responses chosen rather than generated: " + "; ".join(scale) + ".")
         if _number(got.get("frequent_bleu2")):
             verdict = direction(got["mscrs_bleu2"], got["frequent_bleu2"], digits=3)
-            out.append(f" MSCRS's BLEU-2 is **{verdict}** that of one sentence said to everyone.")
+            out.append(f" MSCRS's BLEU-2 is **{verdict}** that of one sentence said to everyone")
+            if _number(got.get("mscrs_layers_bleu2")):
+                layers = direction(got["mscrs_layers_bleu2"], got["frequent_bleu2"], digits=3)
+                out.append(f"; with the layer prompt it is **{layers}** it")
+            out.append(".")
     return "".join(out)

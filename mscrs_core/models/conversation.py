@@ -41,6 +41,14 @@ output). Combine with ``loss_on="all"`` for their collator (labels on context an
   :meth:`MSCRSGenerator.sync_placeholder` leaves the backbone untouched (generation substitutes it itself,
   :mod:`~mscrs_core.models.generate`).
 
+``prompt_injection`` (how the prompt enters the frozen backbone; the paper and the authors' code disagree):
+
+* ``"inputs"`` (default, Eq. 28 as printed): the prompt vectors are input embeddings at their positions.
+* ``"layers"`` (the authors' code, UniCRS's prefix tuning; ``suffix`` order only): the same prompt vectors are mapped
+  by a :class:`~mscrs_core.models.layer_prompt.LayerPrompt` to keys and values of every layer, appended to the
+  cached context states (keys rotated to the positions right after the context); only "System:" and the response
+  run as inputs (:meth:`MSCRSGenerator.after_context`).
+
 The ``<movie>`` placeholder is ONE token: it is added to the tokenizer as a special token and the frozen backbone
 gets a matching embedding row (``resize_token_embeddings``). Its value is a trainable vector (initialised to the
 mean of the existing input embeddings; a second vector, initialised to the mean output embedding, when input and
