@@ -51,9 +51,10 @@ gen = MSCRSGenerator.from_pretrained(sys.argv[2])
 print(json.dumps({"scores": rec_scores(rec), "generations": generations(gen), "lm_path": rec.lm_path}))
 '''
 
-BACKBONES = {  # (prompt position of the conversation model, dtype)
-    "gpt2": ("prefix", torch.float32),  # tied embeddings; the generator resizes the vocabulary for <movie>
-    "llama": ("suffix", torch.bfloat16),  # SmolLM2-shaped: untied embeddings, room for <movie> already, bf16
+BACKBONES = {  # (prompt position of the conversation model, dtype, prompt injection)
+    "gpt2": ("prefix", torch.float32, "inputs"),  # tied embeddings; the generator resizes the vocabulary for <movie>
+    "llama": ("suffix", torch.bfloat16, "inputs"),  # SmolLM2-shaped: untied embeddings, room for <movie>, bf16
+    "llama-layers": ("suffix", torch.bfloat16, "layers"),  # the prompt as every layer's keys and values
 }
 
 
@@ -90,7 +91,7 @@ def saved(request, tmp_path_factory):
     from mscrs_core.models.tiny_dialogpt import build_reduced_tokenizer
 
     kind = request.param
-    position, dtype = BACKBONES[kind]
+    position, dtype, injection = BACKBONES[kind]
     p = probe()
     ds = p["DS"]
     from mscrs_core.data.samples import conversation_samples, rec_samples
@@ -135,7 +136,8 @@ def saved(request, tmp_path_factory):
     bank = ContextBank.build(train, EntityEnhancer(enc.neighbours, max_neighbours=6), emb, ds.num_entities, k=3)
     gen = MSCRSGenerator(enc, gen_backbone, gen_tok, ConversationConfig(
         max_entities=8, n_entity_prompt=2, n_task_prompt=3, max_neighbours=6, mapping_k=3, mapping_mlp_hidden=16,
-        text_embedder="hashing:32", prompt_position=position, max_context_length=64, max_response_length=24),
+        text_embedder="hashing:32", prompt_position=position, max_context_length=64, max_response_length=24,
+        prompt_injection=injection),
         bank=bank, embedder=emb)
     gcollate = gen.make_collator()
     train_nonempty = [s for s in train if s.response.strip()]
