@@ -297,3 +297,16 @@ def test_the_items_a_response_names_head_that_turns_recommendations(checkpoint, 
     assert all(e in session.mentioned_items for e, _ in turn.filled)  # not recommended again next turn
     nxt = session.respond("what else?")
     assert not {e for e, _ in turn.filled} & {e for e, _ in nxt.recommended}
+
+
+def test_filled_slots_read_as_titles_people_write(checkpoint, monkeypatch):
+    """A <movie> slot takes the title without DBpedia's disambiguation ("(2019 film)"); the lists keep the entity."""
+    from mscrs_core.models import generate
+
+    session = ChatSession.load(checkpoint["dir"], top_k=4)
+    monkeypatch.setattr(session.bundle, "name_of", lambda e: f"Title {e} (2019 film)")
+    monkeypatch.setattr(generate, "generate_ids", lambda *a, **k: [[session.bundle.generator.placeholder_id]])
+    turn = session.respond("I loved Movie 1-2")
+    (item, full), = turn.filled
+    assert full == f"Title {item} (2019 film)" and turn.response == f"Title {item}"
+    assert session.history[-1][1] == f"Title {item}"  # the next turn's context reads the plain title too

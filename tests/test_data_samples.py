@@ -47,3 +47,14 @@ def test_synthetic_planted_structure():
     # the gold item shares its cluster with every context entity
     assert all(all(cl[e] == cl[x.target] for e in x.context_entities) for x in s)
     assert make_synthetic(seed=1).dialogs("test")[0] == ds.dialogs("test")[0]  # deterministic
+
+
+def test_display_title_drops_dbpedias_disambiguation_only():
+    from mscrs_core.data.samples import display_title
+
+    assert display_title("Split (2016 American film)") == "Split"
+    assert display_title("Doctor Sleep (2019 film)") == "Doctor Sleep"
+    assert display_title("Hereditary (film)") == "Hereditary"
+    assert display_title("Us (2019)") == "Us"
+    assert display_title("Avengers: Endgame") == "Avengers: Endgame"
+    assert display_title("Mission: Impossible (film series)") == "Mission: Impossible (film series)"

@@ -87,6 +87,7 @@ class ChatSession:
                 self.mentioned_items.append(int(e))
 
     def respond(self, utterance: str) -> ChatTurn:
+        from mscrs_core.data.samples import display_title
         from mscrs_core.models.generate import fill_placeholders, generate_ids, decode
 
         gen, name = self.bundle.generator, self.bundle.name_of
@@ -101,7 +102,9 @@ class ChatSession:
         # a snapshot: the items this response names join mentioned_items below, and must still be listed as
         # this turn's recommendations
         excl = tuple(self.mentioned_items) if self.exclude_mentioned else ()
-        text, used = fill_placeholders(raw, ranking, name, gen.config.placeholder, excl)
+        # the slots take titles as people write them (and as the training responses had them before masking),
+        # not DBpedia's "Split (2016 American film)"; the turn's lists keep the entity names
+        text, used = fill_placeholders(raw, ranking, lambda e: display_title(name(e)), gen.config.placeholder, excl)
         enh = gen.enhanced(sample)
         retrieved = []
         if gen.bank is not None and "nb_index" in batch:

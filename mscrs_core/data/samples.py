@@ -104,7 +104,14 @@ def conversation_samples(dialogs: Iterable[Dialog], dataset: CRSDataset | None =
     return out
 
 
+def display_title(name: str) -> str:
+    """A movie entity's title as people write it: DBpedia's disambiguation ("(film)", "(2019 film)", "(2016
+    American film)", "(2019)") dropped."""
+    return re.sub(r"\s*\((?:\d{4}|(?:\d{4} )?(?:[A-Z][a-z]+ )?film)\)\s*$", "", name)
+
+
 def _surface_forms(name: str) -> list[str]:
+    # the masking of the training responses (narrower than display_title: the recorded runs were trained on it)
     base = re.sub(r"\s*\((?:\d{4}|film|\d{4} film)\)\s*$", "", name)
     return [name, base]
 
