@@ -137,8 +137,8 @@ equation_with_code([27, 28], MSCRSGenerator.build_prompt, MSCRSGenerator.suffix_
 # from every query position, so the keys are rotated to the positions right after the context, where the input
 # prompt sits: a test checks that a layer prompt holding the input prompt's own keys and values gives the
 # response exactly the input prompt's hidden states. At this backbone's size the layer prompt is the more
-# expressive of the two (it reaches all 30 layers directly); it needs a smaller learning rate (1e-3: at 1e-2 the
-# validation perplexity was 932 after one epoch, in a run outside the book). Chapter 7 reports Table 3 both ways.
+# expressive of the two (it reaches all 30 layers directly); it needs a smaller learning rate (1e-3; at 1e-2 its
+# training diverged within one epoch, in a validation-only run outside the book). Chapter 7 reports Table 3 both ways.
 
 # %% [markdown]
 # **The loss (Eq. 29).** The negative log-likelihood of the response tokens given the prompt, summed over a

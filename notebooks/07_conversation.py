@@ -79,7 +79,7 @@ variants = {
     "MSCRS": {},
     "w/o graphs (UniCRS-like)": {"use_graphs": False, "use_enhanced_entities": False, "use_context_mapping": False},
     # the authors' code's (and UniCRS's own) way in: the prompt as every layer's keys and values (chapter 6); the
-    # soft prompt's learning rate 1e-2 diverges there (validation perplexity 932 after one epoch), 1e-3 does not
+    # soft prompt's learning rate 1e-2 diverges there within one epoch (on validation), 1e-3 does not
     "MSCRS (layer prompt)": {"prompt_injection": "layers", "lr": 1e-3},
     "w/o graphs (UniCRS-like, layer prompt)": {"use_graphs": False, "use_enhanced_entities": False,
                                                "use_context_mapping": False, "prompt_injection": "layers", "lr": 1e-3},

@@ -71,8 +71,8 @@ def rotate_keys(backbone: nn.Module, keys: Tensor, positions: Tensor) -> Tensor:
     rope = getattr(decoder_of(backbone), "rotary_emb", None)
     if rope is None:
         return keys
+    from transformers.models.llama.modeling_llama import rotate_half
+
     cos, sin = rope(keys, positions)  # [B, P, d]
     cos, sin = cos.to(keys.dtype).unsqueeze(1), sin.to(keys.dtype).unsqueeze(1)  # [B, 1, P, d]
-    half = keys.shape[-1] // 2
-    rotated = torch.cat([-keys[..., half:], keys[..., :half]], dim=-1)
-    return keys * cos + rotated * sin
+    return keys * cos + rotate_half(keys) * sin
