@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,6 +50,7 @@ fuse_variant = "paper"
 rec_scope = "items"
 prompt_position = "suffix"  # "prefix" (Eq. 19) | "suffix" (context states computed once)
 readout = "last"  # Eq. (20): "last" (the last position's state, as the paper's text says) | "mean" (prompt states)
+prompt_injection = "inputs"  # "inputs" (Eq. 19) | "layers": every layer's keys/values, read at title_cue (authors' code)
 context_encoder = "text_encoder"  # T_s (Eq. 17-18): "backbone_embeddings" | "text_encoder" (MiniLM as RoBERTa)
 context_text_dim = 384  # width of the text encoder features (MiniLM: 384)
 text_skip = True  # the skip path also carries the context text features (needs the text_encoder context_encoder)
@@ -236,6 +239,14 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 #   last token's state is used; `readout="last"` (the default) does that. `readout="mean"` pools the output
 #   states of the soft prompt's positions instead (each of them attends to the whole context); an option
 #   (`-p readout '"mean"'`) that the default profile does not run.
+# * **How the prompt enters the language model** (`prompt_injection`). Eq. (19) gives the prompt as input
+#   embeddings (`"inputs"`, the default, as printed). The authors' code, inherited from UniCRS, gives it to every
+#   layer as keys and values (prefix tuning, `"layers"`; chapter 6 explains the map and the rotation of the keys,
+#   and tests it). A prompt given as keys and values has no output state of its own, so Eq. (20) then reads the
+#   state of the last token of `title_cue` run after it, where the frozen model itself would name a movie (a test
+#   checks that state against one uncached pass). An option (`-p prompt_injection '"layers"'`, suffix order
+#   only) that the default profile does not run; the code's cross-attention between the context's tokens and
+#   the entities is not reproduced.
 # * **T_s, the context's text** (`context_encoder="text_encoder"`). Eq. (17)-(18) take T_s from RoBERTa over
 #   the context; here the frozen sentence encoder of chapter 2 (all-MiniLM-L6-v2 in place of RoBERTa) encodes
 #   the newest 126 context tokens, and a trained linear layer maps its 384 dimensions to the backbone's width

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,15 +50,18 @@
 # image graph exists; **ReDial is trained on 1,369 of its 10,006 training dialogs** (chapter 1). No human
 # evaluation (Table 4) is possible here: the examples at the end put the responses side by side instead.
 #
-# **What `make book` runs.** The `default` profile runs Table 3's five generator rows and the reference rows on
-# INSPIRED (MSCRS is chapter 6's run). Figure 4 (c, d) (three more trained conversation runs, each 15 to 40 minutes on 2
-# CPU cores) and ReDial run under the `full` profile (`make book PROFILE=full`).
+# **What `make book` runs.** The `default` profile runs, on INSPIRED, the two layer-prompt rows (MSCRS is chapter
+# 6's run), the plain backbone and the reference rows (`injections=["layers"]`): the layer prompt is the injection
+# chosen on validation (its perplexity after two epochs is the lower), and UniCRS itself is prefix-tuned. Eq. (28)'s
+# input-embedding rows (`injections=["inputs", "layers"]`, two more trained runs of 40 to 65 minutes each on 2 AVX2
+# cores), Figure 4 (c, d) (three more) and ReDial run under the `full` profile (`make book PROFILE=full`). The
+# paper's rows stand beside the first MSCRS / UniCRS-like pair the build ran.
 
 # %% tags=["parameters", "hide-cell"]
 profile = "default"  # the parameter profile each run executes under
 datasets = ["inspired", "redial"]
 ablation_datasets = ["inspired"]  # Figure 4 (c, d): the paper shows both; the CPU budget allows one here
-layer_prompt_rows = True  # Table 3's two rows with the prompt in every layer (the smoke profile leaves them out)
+injections = ["inputs", "layers"]  # Table 3's generators: the prompt as input embeddings (Eq. 28) and/or in every layer
 seed = 0
 base = {}  # ConversationRunConfig overrides for every run
 results_dir = None
@@ -75,26 +80,33 @@ from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, data_provenance, run_points
 
 sns.set_theme(style="whitegrid")
+# each row names its injection: a profile may give chapter 6 either (the default profile gives it the layer prompt)
+inputs = {"prompt_injection": "inputs", "lr": 1e-2}  # Eq. (28) as printed, at chapter 6's own learning rate
+# the authors' code's (and UniCRS's own) way in: the prompt as every layer's keys and values (chapter 6); the
+# soft prompt's learning rate 1e-2 diverges there within one epoch (on validation), 1e-3 does not
+layers = {"prompt_injection": "layers", "lr": 1e-3}
+no_graphs = {"use_graphs": False, "use_enhanced_entities": False, "use_context_mapping": False}
 variants = {
-    "MSCRS": {},
-    "w/o graphs (UniCRS-like)": {"use_graphs": False, "use_enhanced_entities": False, "use_context_mapping": False},
-    # the authors' code's (and UniCRS's own) way in: the prompt as every layer's keys and values (chapter 6); the
-    # soft prompt's learning rate 1e-2 diverges there within one epoch (on validation), 1e-3 does not
-    "MSCRS (layer prompt)": {"prompt_injection": "layers", "lr": 1e-3},
-    "w/o graphs (UniCRS-like, layer prompt)": {"use_graphs": False, "use_enhanced_entities": False,
-                                               "use_context_mapping": False, "prompt_injection": "layers", "lr": 1e-3},
+    "MSCRS": inputs,
+    "w/o graphs (UniCRS-like)": {**no_graphs, **inputs},
+    "MSCRS (layer prompt)": layers,
+    "w/o graphs (UniCRS-like, layer prompt)": {**no_graphs, **layers},
     "plain backbone": {"model": "backbone"},
-    "w/o -s": {"use_enhanced_entities": False},
-    "w/o -c": {"use_context_mapping": False},
-    "w/o -all": {"use_enhanced_entities": False, "use_context_mapping": False},
+    "w/o -s": {"use_enhanced_entities": False, **inputs},
+    "w/o -c": {"use_context_mapping": False, **inputs},
+    "w/o -all": {"use_enhanced_entities": False, "use_context_mapping": False, **inputs},
     "most frequent response (ref.)": {"model": "frequent_response"},
     "nearest context's response (ref.)": {"model": "nearest_response"},
     "random training response (ref.)": {"model": "shuffled_response"},
 }
 references = ["most frequent response (ref.)", "nearest context's response (ref.)", "random training response (ref.)"]
-layer_rows = ["MSCRS (layer prompt)", "w/o graphs (UniCRS-like, layer prompt)"] if layer_prompt_rows else []
-table3 = ["MSCRS", "w/o graphs (UniCRS-like)", *layer_rows, "plain backbone", *references]
-ablations = ["MSCRS", "w/o -s", "w/o -c", "w/o -all"]
+rows_of = {"inputs": ["MSCRS", "w/o graphs (UniCRS-like)"],
+           "layers": ["MSCRS (layer prompt)", "w/o graphs (UniCRS-like, layer prompt)"]}
+if not injections or set(injections) - set(rows_of):
+    raise ValueError(f"injections: expected a non-empty subset of {list(rows_of)}, got {injections!r}")
+generator_rows = [row for injection in rows_of if injection in injections for row in rows_of[injection]]
+table3 = [*generator_rows, "plain backbone", *references]
+ablations = ["MSCRS", "w/o -s", "w/o -c", "w/o -all"]  # Figure 4 (c, d): Eq. (28)'s prompt, as in the paper
 points, labels = [], []
 for ds in datasets:
     for name in dict.fromkeys(table3 + (ablations if ds in ablation_datasets else [])):
@@ -117,7 +129,8 @@ print(f"{len(runs)} runs, {runs['seconds'].sum() / 60:.1f} min of compute in tot
 
 # %% tags=["hide-input"]
 cols = ["bleu@2", "bleu@3", "rouge2", "rougeL", "dist@2", "dist@3", "dist@4", "dist_ratio@2", "sacrebleu"]
-paper_names = {"MSCRS": "MSCRS", "w/o graphs (UniCRS-like)": "UniCRS", "plain backbone": "DialoGPT"}
+# the paper's rows beside the first MSCRS / UniCRS-like pair of the build
+paper_names = {generator_rows[0]: "MSCRS", generator_rows[1]: "UniCRS", "plain backbone": "DialoGPT"}
 rows = []
 for _, r in runs[runs.variant.isin(table3)].iterrows():
     rows.append({"dataset": r.dataset, "model": r.variant, "source": "ours", **{c: r[c] for c in cols}})
@@ -184,8 +197,8 @@ for ds in datasets:
     recs = {r.variant: json.loads((root / r["name"] / "result.json").read_text())
             for _, r in runs[(runs.dataset == ds) & runs.variant.isin(generators)].iterrows()}
     rows = []
-    for i in range(min(6, len(recs["MSCRS"]["examples"]))):
-        ex = recs["MSCRS"]["examples"][i]
+    for i in range(min(6, len(recs[generators[0]]["examples"]))):
+        ex = recs[generators[0]]["examples"][i]
         assert all(recs[n]["examples"][i]["key"] == ex["key"] for n in generators), "runs must share the test subset"
         rows.append({"last turn": ex["context"][-1][1][:120] if ex["context"] else "", "gold": ex["gold"][:120],
                      # line breaks (the plain backbone writes some) as spaces: the table shows them as "\n"

@@ -41,9 +41,10 @@
 # short generic sentences), the soft prompt placed after the dialog context (`prompt_position="suffix"`,
 # chapter 6) instead of before it (Eq. 28). The recommendations and neighbours show what the graphs add.
 # Under the `default` and `full` profiles the generator is MSCRS with the prompt given to every layer as keys
-# and values (the authors' code, `prompt_injection="layers"`, chapter 6; `conversation_overrides`), not as input
-# embeddings (Eq. 28 as printed; `conversation_overrides={}` chats with that one), chosen on the validation
-# split, where its perplexity is the lower of the two (each run's training table in chapter 6's form).
+# and values (the authors' code, `prompt_injection="layers"`, chapter 6; `conversation_overrides`; under `default`
+# it is chapter 6's own run), not as input embeddings (Eq. 28 as printed; under `full`,
+# `conversation_overrides={}` chats with that one), chosen on the validation split, where its perplexity is the
+# lower of the two.
 #
 # **Decoding.** The chat decodes otherwise than Table 3 (greedy, chapter 6): beam search over four hypotheses
 # that never repeats a trigram of the dialog so far (`context_block_ngram=3`, the context blocking of ParlAI's

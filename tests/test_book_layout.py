@@ -158,9 +158,10 @@ def test_conversation_summary_never_prints_nan():
                          index=["MSCRS", "plain backbone", "w/o graphs (UniCRS-like)"])
     full = conversation_tables.summary(conversation_tables.numbers(table), "INSPIRED")
     assert "**0.018**" in full and "**above** the plain backbone's BLEU-2 **0.010**" in full
-    assert "without graphs (UniCRS-like) they reach **0.015**" in full
+    assert "**above** the UniCRS-like variant's (without graphs) **0.015** (Distinct-2 **6.10**)" in full
+    assert "input embeddings" not in full  # one injection ran: the text does not name it
     alone = conversation_tables.summary(conversation_tables.numbers(table.loc[["MSCRS"]]), "INSPIRED")
-    assert "plain backbone" not in alone and alone.endswith(".")
+    assert "plain backbone" not in alone and "UniCRS" not in alone and alone.endswith(".")
     assert "For scale" not in full  # no reference row ran
     ref_rows = ["most frequent response (ref.)", "nearest context's response (ref.)"]
     refs = pd.concat([table, pd.DataFrame({"bleu@2": [0.0140, 0.0104], "dist@2": [0.01, 4.52]}, index=ref_rows)])
@@ -171,12 +172,24 @@ def test_conversation_summary_never_prints_nan():
     layer_rows = ["MSCRS (layer prompt)", "w/o graphs (UniCRS-like, layer prompt)"]
     layered = pd.concat([refs, pd.DataFrame({"bleu@2": [0.0241, 0.0199], "dist@2": [5.9, 5.1]}, index=layer_rows)])
     both = conversation_tables.summary(conversation_tables.numbers(layered), "INSPIRED")
-    assert ("every layer's keys and values (the authors' code), MSCRS reaches BLEU-2 **0.024** and Distinct-2 "
-            "**5.90**, **above** the UniCRS-like variant's **0.020** (Distinct-2 **5.10**)") in both
-    assert "one sentence said to everyone; with the layer prompt it is **above** it." in both
+    assert both.startswith("On **INSPIRED**, MSCRS's responses with the prompt as input embeddings (Eq. 28) reach "
+                           "BLEU-2 **0.018**")
+    assert ("With the prompt in every layer's keys and values (the authors' code), MSCRS reaches BLEU-2 **0.024** "
+            "and Distinct-2 **5.90**, **above** the UniCRS-like variant's (without graphs) **0.020** (Distinct-2 "
+            "**5.10**) under the same injection.") in both
+    assert ("one sentence said to everyone with the prompt as input embeddings, and **above** it with the layer "
+            "prompt.") in both
     only_mscrs = conversation_tables.summary(conversation_tables.numbers(layered.drop(layer_rows[1])), "INSPIRED")
     assert "MSCRS reaches BLEU-2 **0.024** and Distinct-2 **5.90**." in only_mscrs
+    # the default profile's build: the layer rows alone lead, against the plain backbone
+    layers_only = conversation_tables.summary(
+        conversation_tables.numbers(layered.drop(["MSCRS", "w/o graphs (UniCRS-like)"])), "INSPIRED")
+    assert layers_only.startswith("On **INSPIRED**, MSCRS's responses with the prompt in every layer's keys and "
+                                  "values (the authors' code) reach BLEU-2 **0.024** and Distinct-2 **5.90**, "
+                                  "**above** the plain backbone's BLEU-2 **0.010**")
+    assert "**above** the UniCRS-like variant's (without graphs) **0.020**" in layers_only
+    assert "MSCRS's BLEU-2 is **above** that of one sentence said to everyone." in layers_only
     missing = conversation_tables.summary(conversation_tables.numbers(table.iloc[0:0]), "ReDial")
     assert "not generated on **ReDial**" in missing
-    for text in (full, alone, missing, scaled, both, only_mscrs):
+    for text in (full, alone, missing, scaled, both, only_mscrs, layers_only):
         assert "nan" not in text.lower()

@@ -32,29 +32,36 @@ def numbers(table: "object", variants: Mapping[str, str] = VARIANTS) -> dict[str
     return out
 
 
+#: the injections a build may run (chapter 7's ``injections``): key prefix and how the text names them
+INJECTIONS = (("", "as input embeddings (Eq. 28)"),
+              ("_layers", "in every layer's keys and values (the authors' code)"))
+
+
 def summary(got: Mapping[str, float], dataset_name: str) -> str:
-    """One dataset's Table 3 finding as Markdown (numbers and names in bold), from :func:`numbers`."""
+    """One dataset's Table 3 finding as Markdown (numbers and names in bold), from :func:`numbers`: MSCRS under
+    each injection the build ran (the first against the plain backbone, each against its UniCRS-like variant),
+    then the reference rows for scale."""
     name = f"**{dataset_name}**"
-    if not _number(got.get("mscrs_bleu2")):
+    ran = [(suffix, words) for suffix, words in INJECTIONS if _number(got.get(f"mscrs{suffix}_bleu2"))]
+    if not ran:
         return f"MSCRS's responses were not generated on {name} in this build (the chapter's `datasets` left it out)."
-    out = [f"On {name}, MSCRS's responses reach BLEU-2 **{got['mscrs_bleu2']:.3f}** and Distinct-2 "
-           f"**{got['mscrs_dist2']:.2f}**"]
-    if _number(got.get("backbone_bleu2")):
-        bleu = direction(got["mscrs_bleu2"], got["backbone_bleu2"], digits=3)
-        dist = direction(got["mscrs_dist2"], got["backbone_dist2"], digits=2)
-        out.append(f", **{bleu}** the plain backbone's BLEU-2 **{got['backbone_bleu2']:.3f}** and **{dist}** its "
-                   f"Distinct-2 **{got['backbone_dist2']:.2f}**")
-    if _number(got.get("nographs_bleu2")):
-        out.append(f"; without graphs (UniCRS-like) they reach **{got['nographs_bleu2']:.3f}** and "
-                   f"**{got['nographs_dist2']:.2f}**")
-    out.append(".")
-    if _number(got.get("mscrs_layers_bleu2")):
-        out.append(f" With the prompt in every layer's keys and values (the authors' code), MSCRS reaches BLEU-2 "
-                   f"**{got['mscrs_layers_bleu2']:.3f}** and Distinct-2 **{got['mscrs_layers_dist2']:.2f}**")
-        if _number(got.get("nographs_layers_bleu2")):
-            verdict = direction(got["mscrs_layers_bleu2"], got["nographs_layers_bleu2"], digits=3)
-            out.append(f", **{verdict}** the UniCRS-like variant's **{got['nographs_layers_bleu2']:.3f}** "
-                       f"(Distinct-2 **{got['nographs_layers_dist2']:.2f}**) under the same injection")
+    out = []
+    for i, (suffix, words) in enumerate(ran):
+        bleu, dist = got[f"mscrs{suffix}_bleu2"], got[f"mscrs{suffix}_dist2"]
+        prompt = f" with the prompt {words}" if len(ran) > 1 or suffix else ""
+        if i == 0:
+            out.append(f"On {name}, MSCRS's responses{prompt} reach BLEU-2 **{bleu:.3f}** and Distinct-2 "
+                       f"**{dist:.2f}**")
+            if _number(got.get("backbone_bleu2")):
+                out.append(f", **{direction(bleu, got['backbone_bleu2'], digits=3)}** the plain backbone's BLEU-2 "
+                           f"**{got['backbone_bleu2']:.3f}** and **{direction(dist, got['backbone_dist2'], digits=2)}**"
+                           f" its Distinct-2 **{got['backbone_dist2']:.2f}**")
+        else:
+            out.append(f" With the prompt {words}, MSCRS reaches BLEU-2 **{bleu:.3f}** and Distinct-2 **{dist:.2f}**")
+        if _number(got.get(f"nographs{suffix}_bleu2")):
+            other, other_dist = got[f"nographs{suffix}_bleu2"], got[f"nographs{suffix}_dist2"]
+            out.append(f", **{direction(bleu, other, digits=3)}** the UniCRS-like variant's (without graphs) "
+                       f"**{other:.3f}** (Distinct-2 **{other_dist:.2f}**) under the same injection")
         out.append(".")
     refs = [("the most frequent training response, said to every test turn", "frequent"),
             ("the response of the most similar training context", "nearest"),
@@ -64,10 +71,10 @@ def summary(got: Mapping[str, float], dataset_name: str) -> str:
     if scale:
         out.append(" For scale, responses chosen rather than generated: " + "; ".join(scale) + ".")
         if _number(got.get("frequent_bleu2")):
-            verdict = direction(got["mscrs_bleu2"], got["frequent_bleu2"], digits=3)
-            out.append(f" MSCRS's BLEU-2 is **{verdict}** that of one sentence said to everyone")
-            if _number(got.get("mscrs_layers_bleu2")):
-                layers = direction(got["mscrs_layers_bleu2"], got["frequent_bleu2"], digits=3)
-                out.append(f"; with the layer prompt it is **{layers}** it")
+            verdicts = [f"**{direction(got[f'mscrs{suffix}_bleu2'], got['frequent_bleu2'], digits=3)}**"
+                        for suffix, _ in ran]
+            out.append(f" MSCRS's BLEU-2 is {verdicts[0]} that of one sentence said to everyone")
+            if len(ran) > 1:  # the same comparison, said once per injection
+                out.append(f" with the prompt as input embeddings, and {verdicts[1]} it with the layer prompt")
             out.append(".")
     return "".join(out)

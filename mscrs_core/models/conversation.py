@@ -73,14 +73,12 @@ from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, en
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
 from mscrs_core.models.conversation_collate import LOSS_ON, ConversationCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
-from mscrs_core.models.layer_prompt import LayerPrompt, rotate_keys
+from mscrs_core.models.layer_prompt import PROMPT_INJECTIONS, LayerPrompt, append_layer_prompt
 from mscrs_core.models.pretrained import PretrainedMixin, with_current_names
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
 #: values of :attr:`ConversationConfig.graph_prompt` (what the graphs contribute to the prompt)
 GRAPH_PROMPTS = ("paper", "authors_code")
-#: values of :attr:`ConversationConfig.prompt_injection` (how the prompt enters the frozen backbone)
-PROMPT_INJECTIONS = ("inputs", "layers")
 LOSS_REDUCTIONS = ("context", "token")
 
 
@@ -389,15 +387,7 @@ class MSCRSGenerator(PretrainedMixin, FrozenBackboneMixin, nn.Module):
             return states, embeds, mask, fuse
         n = self.prompt_length
         prompt, embeds, mask = embeds[:, :n], embeds[:, n:], mask[:, n:]
-        keys, values = self.layer_prompt(prompt.float())
-        lengths = states.length.to(prompt.device)
-        keys = rotate_keys(self.backbone, keys, lengths.unsqueeze(1) + torch.arange(n, device=prompt.device))
-        dtype = next(self.backbone.parameters()).dtype
-        ctx_mask = states.attention_mask.to(prompt.device).long()
-        states = ContextStates(torch.cat([states.keys.to(prompt.device, dtype), keys.to(dtype)], dim=3),
-                               torch.cat([states.values.to(prompt.device, dtype), values.to(dtype)], dim=3),
-                               torch.cat([ctx_mask, ctx_mask.new_ones(ctx_mask.shape[0], n)], dim=1))
-        return states, embeds, mask, fuse
+        return append_layer_prompt(self.backbone, self.layer_prompt, states, prompt), embeds, mask, fuse
 
     def suffix_hidden(self, batch: dict[str, Tensor], cached: bool = True) -> tuple[Tensor, Tensor]:
         """Last hidden states of the positions after the context, [B, P + S, H] ([B, S, H] when the prompt enters

@@ -22,6 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from mscrs_core.models.backbone import decoder_of
+from mscrs_core.models.context_states import ContextStates
+
+#: how a soft prompt enters the frozen backbone: "inputs" (input embeddings, the paper's Eq. 19 and 28) |
+#: "layers" (every layer's keys and values, the authors' code)
+PROMPT_INJECTIONS = ("inputs", "layers")
 
 
 def kv_shape(config) -> tuple[int, int, int]:
@@ -76,3 +81,21 @@ def rotate_keys(backbone: nn.Module, keys: Tensor, positions: Tensor) -> Tensor:
     cos, sin = rope(keys, positions)  # [B, P, d]
     cos, sin = cos.to(keys.dtype).unsqueeze(1), sin.to(keys.dtype).unsqueeze(1)  # [B, 1, P, d]
     return keys * cos + rotate_half(keys) * sin
+
+
+def append_layer_prompt(backbone: nn.Module, layer_prompt: LayerPrompt, states: ContextStates,
+                        prompt: Tensor) -> ContextStates:
+    """The context's states with the prompt's keys and values ``[L, B, h, P, d]`` appended after them.
+
+    The keys are rotated to the positions right after each row's context (:func:`rotate_keys`); the returned
+    mask counts the P prompt positions as real, so whatever runs next (:func:`~mscrs_core.models.context_states.
+    run_after_context`) continues at position ``context length + P``. ``prompt``: ``[B, P, H]`` prompt vectors."""
+    n = prompt.shape[1]
+    keys, values = layer_prompt(prompt.float())
+    lengths = states.length.to(prompt.device)
+    keys = rotate_keys(backbone, keys, lengths.unsqueeze(1) + torch.arange(n, device=prompt.device))
+    dtype = next(backbone.parameters()).dtype
+    ctx_mask = states.attention_mask.to(prompt.device).long()
+    return ContextStates(torch.cat([states.keys.to(prompt.device, dtype), keys.to(dtype)], dim=3),
+                         torch.cat([states.values.to(prompt.device, dtype), values.to(dtype)], dim=3),
+                         torch.cat([ctx_mask, ctx_mask.new_ones(ctx_mask.shape[0], n)], dim=1))

@@ -20,7 +20,8 @@ Paper vs. authors' code: the authors' ``rec/src/model_prompt.py`` (inherited fro
 per-layer key/value prefixes (prefix tuning, with cross-attention between RoBERTa tokens and entities) and their
 ``train_rec_*``/``train_pre_*`` scripts contain no fusion loss. This module implements the paper's text: the prompt
 enters as input embeddings (Eq. 19) and L_fuse (Eq. 18) is added with weight delta (``fuse_weight=0`` removes it).
-Only ``rec_scope`` is offered as the code's option, because it changes the metric-relevant softmax.
+The code's options: ``rec_scope`` (it changes the metric-relevant softmax) and ``prompt_injection="layers"`` (the
+prompt as every layer's keys and values, without the cross-attention).
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mscrs_core.models.backbone import decoder_of
-from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank, run_after_context
+from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank, encode_context, run_after_context
 from mscrs_core.models.frozen import FrozenBackboneMixin
+from mscrs_core.models.layer_prompt import PROMPT_INJECTIONS, LayerPrompt, append_layer_prompt
 from mscrs_core.models.pretrained import PretrainedMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 from mscrs_core.models.title_readout import DEFAULT_CUE, TitleReadout
@@ -77,6 +79,12 @@ class RecommenderConfig:
       (``"last"``, the default). ``"mean"`` pools the output states of the soft prompt's positions instead: in
       either order every prompt position attends to the whole context, so the mean reads what all of them
       gathered rather than what one position kept.
+    * ``prompt_injection="layers"`` (the authors' code, UniCRS's prefix tuning; ``suffix`` order only): the prompt
+      vectors [V_hat; O_rec] are mapped by a :class:`~mscrs_core.models.layer_prompt.LayerPrompt` to keys and values
+      of every layer, appended to the context's states, and Eq. (20) reads the state of the last token of
+      ``title_cue`` run after them (a prompt given as keys and values has no output state of its own; the cue's
+      last position is where the frozen model itself would name a movie). ``readout="mean"`` pools the cue's
+      positions. ``"inputs"`` (default): Eq. (19)'s input embeddings.
     * ``title_readout=True``: the logits also get ``gamma * t_i(s)``, the frozen backbone's own readout of item i's
       title as the next words after the context and the cue ``title_cue`` (a pointwise mutual information,
       :mod:`~mscrs_core.models.title_readout`); ``gamma`` starts at 0. Computed once per context without gradient,
@@ -115,6 +123,9 @@ class RecommenderConfig:
     # logits, gamma learned from zero (mscrs_core.models.title_readout; beyond the paper, chapter 3)
     title_readout: bool = False
     title_cue: str = DEFAULT_CUE
+    # how the prompt enters the backbone: "inputs" (Eq. 19) | "layers" (every layer's keys and values, read out at
+    # title_cue's last token; the authors' code; suffix order only)
+    prompt_injection: str = "inputs"
 
     def __post_init__(self) -> None:
         if self.rec_scope not in REC_SCOPES:
@@ -137,6 +148,12 @@ class RecommenderConfig:
             raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
         if self.lm_scale <= 0:
             raise ValueError(f"lm_scale: expected > 0, got {self.lm_scale}")
+        if self.prompt_injection not in PROMPT_INJECTIONS:
+            raise ValueError(f"prompt_injection: expected one of {PROMPT_INJECTIONS}, got {self.prompt_injection!r}")
+        if self.prompt_injection == "layers" and self.prompt_position != "suffix":
+            raise ValueError("prompt_injection='layers' is implemented for prompt_position='suffix' only")
+        if self.prompt_injection == "layers" and not self.title_cue:
+            raise ValueError("title_cue: expected a non-empty text with prompt_injection='layers' (the readout)")
         if self.title_readout and not self.title_cue:
             raise ValueError("title_cue: expected a non-empty text with title_readout=True")
 
@@ -258,6 +275,13 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
                                  f"got {None if item_titles is None else len(item_titles)} titles")
             self.title_readout = TitleReadout(backbone, tokenizer, item_titles, config.title_cue)
             self.title_weight = nn.Parameter(torch.tensor(0.0))  # gamma: the untrained model is unchanged
+        self.layer_prompt: LayerPrompt | None = None
+        if config.prompt_injection == "layers":
+            if tokenizer is None:
+                raise ValueError("prompt_injection='layers': needs the tokenizer (the readout cue is tokenised)")
+            self.layer_prompt = LayerPrompt.for_backbone(backbone)
+            cue = tokenizer(config.title_cue, add_special_tokens=False)["input_ids"]
+            self.register_buffer("readout_ids", torch.tensor(cue, dtype=torch.long), persistent=False)
         self.fuse_weight, self.rec_scope = config.fuse_weight, config.rec_scope
         self.context_bank: ContextStateBank | None = None
         self.lm_path = True
@@ -332,35 +356,48 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
                                   text_states=None if text is None else self.text_projection(text))
         if not self.lm_path:
             return self.skip_path(v_s, batch["entity_mask"], text), out.fuse_loss, table
+        pooled = (self._layer_prompt_state(batch, out.prompt) if self.layer_prompt is not None
+                  else self._input_prompt_state(out.prompt, token_embeds, batch["input_ids"], mask))
+        r_hat = self.projection(pooled)
+        if self.config.entity_skip:
+            r_hat = self.config.lm_scale * r_hat + self.skip_path(v_s, batch["entity_mask"], text)
+        return r_hat, out.fuse_loss, table
+
+    def _input_prompt_state(self, prompt: Tensor, token_embeds: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
+        """Eq. (19)-(20) with the prompt as input embeddings: the pooled output state ``[B, H]`` (float32)."""
         if self.config.prompt_position == "prefix":
-            embeds, full_mask, positions = assemble_inputs(out.prompt, token_embeds, mask)
+            embeds, full_mask, positions = assemble_inputs(prompt, token_embeds, mask)
             hidden = decoder_of(self.backbone)(
                 inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False
             ).last_hidden_state
         elif self.context_bank is not None:  # [s; prompt], s's states computed once without grad
-            states = self.context_bank.lookup(batch["input_ids"], mask)
-            hidden = run_after_context(self.backbone, states, out.prompt)
+            hidden = run_after_context(self.backbone, self.context_bank.lookup(input_ids, mask), prompt)
         else:  # [s; prompt] in one pass (the reference the cached path is tested against)
-            embeds = torch.cat([token_embeds, out.prompt.to(token_embeds.dtype)], dim=1)
-            full_mask = torch.cat([mask, torch.ones_like(mask[:, :1]).expand(-1, out.prompt.shape[1])], dim=1)
+            embeds = torch.cat([token_embeds, prompt.to(token_embeds.dtype)], dim=1)
+            full_mask = torch.cat([mask, torch.ones_like(mask[:, :1]).expand(-1, prompt.shape[1])], dim=1)
             positions = (full_mask.cumsum(1) - 1).clamp_min(0)
             hidden = decoder_of(self.backbone)(
                 inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, use_cache=False
             ).last_hidden_state
-        if self.config.readout == "mean":  # Eq. (20)'s Pooling over the soft prompt's positions
-            n = out.prompt.shape[1]
-            if self.config.prompt_position == "prefix":  # [pads, prompt, tokens]: the prompt starts after the pads
-                start = (mask.shape[1] - mask.sum(1)).unsqueeze(1)
-                idx = (start + torch.arange(n, device=start.device)).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-                pooled = hidden.gather(1, idx)
-            else:  # [s; prompt]: the prompt's states are the last n
-                pooled = hidden[:, -n:]
-            r_hat = self.projection(pooled.float().mean(1))
-        else:
-            r_hat = self.projection(hidden[:, -1].float())  # last position (a real token or the prompt's end), Eq. (20)
-        if self.config.entity_skip:
-            r_hat = self.config.lm_scale * r_hat + self.skip_path(v_s, batch["entity_mask"], text)
-        return r_hat, out.fuse_loss, table
+        if self.config.readout == "last":  # the last position (a real token or the prompt's end), Eq. (20)
+            return hidden[:, -1].float()
+        n = prompt.shape[1]  # Eq. (20)'s Pooling over the soft prompt's positions
+        if self.config.prompt_position == "prefix":  # [pads, prompt, tokens]: the prompt starts after the pads
+            start = (mask.shape[1] - mask.sum(1)).unsqueeze(1)
+            idx = (start + torch.arange(n, device=start.device)).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+            return hidden.gather(1, idx).float().mean(1)
+        return hidden[:, -n:].float().mean(1)  # [s; prompt]: the prompt's states are the last n
+
+    def _layer_prompt_state(self, batch: dict[str, Tensor], prompt: Tensor) -> Tensor:
+        """Eq. (20) with the prompt as every layer's keys and values (``prompt_injection="layers"``): the state of
+        ``title_cue`` run after [s; prompt] (its last token, or the mean of its tokens), ``[B, H]`` float32."""
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        states = (self.context_bank.lookup(ids, mask) if self.context_bank is not None
+                  else encode_context(self.backbone, ids, mask))
+        states = append_layer_prompt(self.backbone, self.layer_prompt, states.to(mask.device), prompt)
+        cue = self.backbone.get_input_embeddings()(self.readout_ids).unsqueeze(0).expand(mask.shape[0], -1, -1)
+        hidden = run_after_context(self.backbone, states, cue).float()
+        return hidden.mean(1) if self.config.readout == "mean" else hidden[:, -1]
 
     def skip_path(self, v_s: Tensor, entity_mask: Tensor, text: Tensor | None) -> Tensor:
         """The path around the language model (``entity_skip``): the mean of the context's entity rows, plus

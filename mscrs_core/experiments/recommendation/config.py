@@ -164,7 +164,8 @@ class RecRunConfig(RunConfig):
     # they leave the digests (and folder names) of earlier runs as they were
     DIGEST_SINCE_DEFAULTS: ClassVar[tuple[str, ...]] = ("max_entities", "tau", "init_scale", "mention_init",
                                                         "readout", "context_encoder", "context_text_dim",
-                                                        "text_skip", "text_lr", "title_readout", "title_cue")
+                                                        "text_skip", "text_lr", "title_readout", "title_cue",
+                                                        "prompt_injection")
     # T_s from the text encoder and the text skip path became the default (chosen on validation, chapter 3); the
     # runs recorded before had neither
     DIGEST_LEGACY_VALUES: ClassVar[dict[str, Any]] = {"context_encoder": "backbone_embeddings", "text_skip": False,
