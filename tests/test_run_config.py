@@ -69,6 +69,13 @@ def test_the_plain_backbone_row_ignores_the_prompts_training_schedule():
     assert ConversationRunConfig.of(model="backbone", epochs=2).epochs == 1
     assert ConversationRunConfig.of(epochs=2).name() != ConversationRunConfig().name()  # the prompt's run: another
     assert ConversationRunConfig.of(model="backbone", max_new_tokens=20).name() != plain.name()  # decoding counts
+    # nor how a prompt it does not have would enter the backbone (the default profile gives chapter 6 the layer
+    # prompt, the smoke and full profiles do not: one plain row and one set of reference rows for all of them)
+    for model in ("backbone", "frequent_response", "nearest_response"):
+        layers = ConversationRunConfig.of(model=model, prompt_injection="layers", lr=1e-3, epochs=2)
+        assert layers.prompt_injection == "inputs"
+        assert layers.name() == ConversationRunConfig.of(model=model).name()
+    assert ConversationRunConfig.of(prompt_injection="layers").name() != ConversationRunConfig().name()
 
 
 def test_the_model_section_is_the_models_own_config():

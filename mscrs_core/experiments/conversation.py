@@ -175,6 +175,10 @@ class ConversationRunConfig(RunConfig):
             # identity, or a new epoch count (or batch grouping) would recompute chapter 7's rows for the very same
             # responses
             object.__setattr__(self, "training", untrained)
+        if self.model != "mscrs" and self.conversation.prompt_injection != "inputs":
+            # nor how a prompt they do not have would enter the backbone (a profile that gives chapter 6 the layer
+            # prompt shares the plain and reference rows with one that does not)
+            object.__setattr__(self, "conversation", replace(self.conversation, prompt_injection="inputs"))
 
     def identity(self) -> dict[str, Any]:
         """As :meth:`RunConfig.identity`; ``plain_context`` counts for the plain-backbone row only (the trained rows
