@@ -18,8 +18,10 @@ recommender in the two prompt orders on the same batch and graph side, in one ru
 [V_hat; O_rec; s], the whole context runs with autograd every step) against ``suffix`` with a pre-filled
 ``ContextStateBank`` ([s; V_hat; O_rec], the context's key/value states computed once without grad, every step runs
 only the prompt positions). Filling the bank happens before the timing and is reported on its own, in seconds
-per context. A third line times ``suffix`` without the bank (one pass over [s; prompt]). Prints the ratio
-prefix / cached suffix. In this mode ``--dtype`` defaults to auto (bf16 where the hardware has it natively, else
+per context. A third line times ``suffix`` without the bank (one pass over [s; prompt]); a fourth the cached
+``suffix`` with the prompt as every layer's keys and values (``prompt_injection="layers"``, the authors' code:
+the readout cue's tokens run after them instead of the prompt's positions). Prints the ratios prefix / cached
+suffix and layer prompt / input prompt (both cached). In this mode ``--dtype`` defaults to auto (bf16 where the hardware has it natively, else
 fp32) and ``--attn`` to eager (the other mode keeps
 the backbone's own defaults: fp32, the model's attention).
 
@@ -185,29 +187,47 @@ def overhead_times(backbone: nn.Module, graph: nn.Module, batch: dict[str, torch
     return {"bare": bare, "prompted": prompted, "full": full, "trainable": trainable}
 
 
+class CueTokenizer:
+    """Stands in for a tokenizer where the benchmark's backbone has none (random weights): the readout cue of the
+    layer prompt becomes ``length`` token ids (SmolLM2's tokenizer splits the default cue into 10)."""
+
+    def __init__(self, length: int = 10, vocab: int = 2):
+        self.ids = [i % max(vocab - 1, 1) for i in range(1, length + 1)]
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": list(self.ids)}
+
+
 def compare_orders(backbone: nn.Module, graph: nn.Module, batch: dict[str, torch.Tensor], *, pad_token_id: int,
                    n_entity_prompt: int, max_entities: int, n_task_prompt: int, steps: int, warmup: int,
-                   device: torch.device | str = "cpu", uncached: bool = True) -> dict[str, float]:
+                   device: torch.device | str = "cpu", uncached: bool = True, layers: bool = True,
+                   tokenizer=None) -> dict[str, float]:
     """Median seconds of one training step in each prompt order (same batch, same graph side, same init).
 
-    Returns ``prefix``, ``suffix_cached``, ``suffix_uncached`` (absent with ``uncached=False``) wall seconds per
+    Returns ``prefix``, ``suffix_cached``, ``suffix_uncached`` (absent with ``uncached=False``) and
+    ``suffix_layers`` (the cached suffix with the layer prompt; absent with ``layers=False``) wall seconds per
     step, the same with a ``_cpu`` suffix in process CPU seconds, ``bank_fill`` (``bank_fill_cpu``) seconds per
     context (filling the ``ContextStateBank`` once, before the timing) and ``trainable`` (parameters of one model).
+    ``tokenizer`` splits the layer prompt's readout cue (default: :class:`CueTokenizer`).
     """
     device = torch.device(device)
     batch = {k: v.to(device) for k, v in batch.items()}
     sync = _sync(device)
     dtype = next(backbone.parameters()).dtype
 
-    def make(position: str) -> MSCRSRecommender:
+    def make(position: str, injection: str = "inputs") -> MSCRSRecommender:
         torch.manual_seed(0)  # every order starts from the same prompt encoder / projection weights
+        vocab = backbone.get_input_embeddings().weight.shape[0]
         return MSCRSRecommender(copy.deepcopy(graph), backbone, torch.arange(N_ITEMS), max_entities=max_entities,
                                 n_entity_prompt=n_entity_prompt, n_task_prompt=n_task_prompt,
-                                prompt_position=position).to(device).train()
+                                prompt_position=position, prompt_injection=injection,
+                                tokenizer=tokenizer or CueTokenizer(vocab=vocab)).to(device).train()
 
     orders = {"prefix": make("prefix"), "suffix_cached": make("suffix")}
     if uncached:
         orders["suffix_uncached"] = make("suffix")
+    if layers:
+        orders["suffix_layers"] = make("suffix", "layers")
 
     bank = ContextStateBank(backbone, batch["input_ids"].shape[1], pad_token_id, dtype=dtype)
     sync()
@@ -217,6 +237,8 @@ def compare_orders(backbone: nn.Module, graph: nn.Module, batch: dict[str, torch
     bank_fill = (time.perf_counter() - t0) / max(len(bank), 1)
     bank_fill_cpu = (time.process_time() - c0) / max(len(bank), 1)
     orders["suffix_cached"].attach_context_bank(bank)
+    if layers:
+        orders["suffix_layers"].attach_context_bank(bank)
 
     def step_fn(model: MSCRSRecommender):
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -265,6 +287,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--attn", choices=("eager", "sdpa"), default=None,
                     help="attention implementation (default: the model's; --orders: eager)")
     ap.add_argument("--no-uncached", action="store_true", help="--orders: skip the uncached suffix line")
+    ap.add_argument("--no-layers", action="store_true", help="--orders: skip the layer-prompt line")
     ap.add_argument("--cache-dir", default=str(CACHE_DIR), help="where a GGUF backbone is converted once")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--steps", type=int, default=10)
@@ -278,6 +301,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     dtype = DTYPES[args.dtype or ("auto" if args.orders else "fp32")]
     attn = args.attn or ("eager" if args.orders else None)
 
+    tok = None
     if args.backbone is None:
         backbone, name, pad = tiny_backbone_for(dtype, attn), "tiny-dialogpt architecture (random weights)", 0
     else:
@@ -298,7 +322,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     common = dict(n_entity_prompt=args.n_entity_prompt, n_task_prompt=args.n_task_prompt,
                   max_entities=args.max_entities, steps=args.steps, warmup=args.warmup, device=device)
     if args.orders:
-        r = compare_orders(backbone, graph, batch, pad_token_id=pad, uncached=not args.no_uncached, **common)
+        r = compare_orders(backbone, graph, batch, pad_token_id=pad, uncached=not args.no_uncached,
+                           layers=not args.no_layers, tokenizer=tok, **common)
         print(f"batch {batch_size} x {seq} tokens, prompt {args.n_entity_prompt}+{args.n_task_prompt} = {n_prompt} "
               f"positions, trainable params {r['trainable']:,}; median of {args.steps} steps after {args.warmup} "
               f"warm-up")
@@ -311,8 +336,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if "suffix_uncached" in r:
             print(f"suffix [s; prompt] uncached (1 pass): {r['suffix_uncached']:8.3f}    "
                   f"{r['suffix_uncached_cpu']:8.3f}  per step")
+        if "suffix_layers" in r:
+            print(f"suffix, layer prompt, cached       : {r['suffix_layers']:8.3f}    {r['suffix_layers_cpu']:8.3f}  "
+                  f"per step")
         print(f"ratio prefix / cached suffix       : {r['prefix'] / r['suffix_cached']:8.2f}    "
               f"{r['prefix_cpu'] / r['suffix_cached_cpu']:8.2f}")
+        if "suffix_layers" in r:
+            print(f"ratio layer prompt / input prompt  : {r['suffix_layers'] / r['suffix_cached']:8.2f}    "
+                  f"{r['suffix_layers_cpu'] / r['suffix_cached_cpu']:8.2f}  (both cached)")
         return r
     r = overhead_times(backbone, graph, batch, prompt_position=args.prompt_position, **common)
     bare, prompted, full = r["bare"], r["prompted"], r["full"]

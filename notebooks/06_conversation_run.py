@@ -140,8 +140,8 @@ equation_with_code([27, 28], MSCRSGenerator.build_prompt, MSCRSGenerator.suffix_
 # expressive of the two (it reaches all 30 layers directly); it needs a smaller learning rate (1e-3; at 1e-2 its
 # training diverged within one epoch, in a validation-only run outside the book). **Under `make book` (the
 # `default` profile) this chapter trains the layer prompt** (`prompt_injection="layers"`, `lr=1e-3`): after two
-# epochs its validation perplexity was the lower of the two (the `full` profile runs both, and chapter 7's Table 3
-# then reports both), and it is the injection of UniCRS itself. The chapter's own defaults (`-p` or the `smoke`
+# epochs its validation perplexity was the lower of the two when both were trained (the `full` profile trains
+# both, and chapter 7's Table 3 then has both rows), and it is the injection of UniCRS itself. The chapter's own defaults (`-p` or the `smoke`
 # and `paper` profiles) keep Eq. (28)'s input embeddings.
 
 # %% [markdown]

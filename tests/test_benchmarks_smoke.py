@@ -65,7 +65,7 @@ def test_train_step_compare_orders_tiny_llama(train_step, dtype):
     r = train_step.compare_orders(backbone, train_step.TableStandIn(train_step.N_ENTITIES, 16), batch,
                                   pad_token_id=63, n_entity_prompt=2, n_task_prompt=3, max_entities=4, steps=1,
                                   warmup=0)
-    _finite_positive(r, ("prefix", "suffix_cached", "suffix_uncached", "bank_fill", "trainable"))
+    _finite_positive(r, ("prefix", "suffix_cached", "suffix_uncached", "suffix_layers", "bank_fill", "trainable"))
 
 
 def test_train_step_overhead_tiny_llama(train_step):
@@ -81,6 +81,7 @@ def test_train_step_main_default_tiny_backbone(train_step, mode, capsys):
                                 "--entities", "2", "--n-task-prompt", "2", "--steps", "1", "--warmup", "0"])
     out = capsys.readouterr().out
     assert ("ratio prefix / cached suffix" in out) == bool(mode)
+    assert ("ratio layer prompt / input prompt" in out) == bool(mode)
     assert r["trainable"] > 0
 
 
