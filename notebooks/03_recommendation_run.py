@@ -154,10 +154,12 @@ equation_with_code(19, PromptEncoder.forward, assemble_inputs, fold=30,
 # space by a linear map (`projection`), is the preference $\hat{\mathbf{r}}_s$ every item is scored against.
 
 # %% tags=["remove-input"]
-equation_with_code(20, MSCRSRecommender.encode, fold=45,
+equation_with_code(20, MSCRSRecommender.encode, MSCRSRecommender.input_prompt_state, fold=45,
                    note="With `prompt_position=\"suffix\"` the last position is the prompt's end, and the "
                         "context's key/value states come from `context_bank` (computed once, without gradient) "
-                        "when one is attached. The last lines are the skip path (next cell):")
+                        "when one is attached. The last lines of `encode` are the skip path (next cell); "
+                        "`layer_prompt_state` is the authors' code's way in (`prompt_injection=\"layers\"`, "
+                        "\"What ran\" below):")
 
 # %% [markdown]
 # **Beyond the paper: the skip path** (`entity_skip=True`, `zero_init_projection=True`). The mean of the

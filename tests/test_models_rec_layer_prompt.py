@@ -52,7 +52,7 @@ def test_layer_prompt_with_the_input_prompts_states_reads_what_the_input_prompt_
         assert not torch.allclose(raw, keys)
     model.layer_prompt.forward = lambda p: (raw, values)
     with torch.no_grad():
-        state = model._layer_prompt_state(batch, prompt)
+        state = model.layer_prompt_state(batch, prompt)
     expected = cue_hidden.mean(1) if readout == "mean" else cue_hidden[:, -1]
     torch.testing.assert_close(state, expected.float(), atol=1e-5, rtol=1e-4)
 

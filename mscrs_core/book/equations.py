@@ -137,7 +137,8 @@ EQUATIONS: dict[int, Equation] = {
         r"\hat{\mathbf{r}}_s = \operatorname{Pooling}\big(\mathbf{F}_{\text{DialoGPT}}(\mathbf{r}_s; "
         r"\theta_{rec})\big)",
         "4.3", "user preference from the frozen language model",
-        (f"{_M}.recommender.MSCRSRecommender.encode",), CH3,
+        (f"{_M}.recommender.MSCRSRecommender.encode", f"{_M}.recommender.MSCRSRecommender.input_prompt_state",
+         f"{_M}.recommender.MSCRSRecommender.layer_prompt_state"), CH3,
         "SmolLM2-135M offline instead of DialoGPT-small; the last token's state"),
     21: Equation(
         r"\mathbf{P}_{entity}(i) = \operatorname{Softmax}(\hat{\mathbf{r}}_s \hat{\mathbf{E}}_{final}^\top)",

@@ -356,14 +356,14 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
                                   text_states=None if text is None else self.text_projection(text))
         if not self.lm_path:
             return self.skip_path(v_s, batch["entity_mask"], text), out.fuse_loss, table
-        pooled = (self._layer_prompt_state(batch, out.prompt) if self.layer_prompt is not None
-                  else self._input_prompt_state(out.prompt, token_embeds, batch["input_ids"], mask))
+        pooled = (self.layer_prompt_state(batch, out.prompt) if self.layer_prompt is not None
+                  else self.input_prompt_state(out.prompt, token_embeds, batch["input_ids"], mask))
         r_hat = self.projection(pooled)
         if self.config.entity_skip:
             r_hat = self.config.lm_scale * r_hat + self.skip_path(v_s, batch["entity_mask"], text)
         return r_hat, out.fuse_loss, table
 
-    def _input_prompt_state(self, prompt: Tensor, token_embeds: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
+    def input_prompt_state(self, prompt: Tensor, token_embeds: Tensor, input_ids: Tensor, mask: Tensor) -> Tensor:
         """Eq. (19)-(20) with the prompt as input embeddings: the pooled output state ``[B, H]`` (float32)."""
         if self.config.prompt_position == "prefix":
             embeds, full_mask, positions = assemble_inputs(prompt, token_embeds, mask)
@@ -388,7 +388,7 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
             return hidden.gather(1, idx).float().mean(1)
         return hidden[:, -n:].float().mean(1)  # [s; prompt]: the prompt's states are the last n
 
-    def _layer_prompt_state(self, batch: dict[str, Tensor], prompt: Tensor) -> Tensor:
+    def layer_prompt_state(self, batch: dict[str, Tensor], prompt: Tensor) -> Tensor:
         """Eq. (20) with the prompt as every layer's keys and values (``prompt_injection="layers"``): the state of
         ``title_cue`` run after [s; prompt] (its last token, or the mean of its tokens), ``[B, H]`` float32."""
         ids, mask = batch["input_ids"], batch["attention_mask"]
