@@ -73,7 +73,7 @@ from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStates, en
 from mscrs_core.models.context_mapping import ContextBank, ContextFeaturizer, CorrelationSemanticMapping
 from mscrs_core.models.conversation_collate import LOSS_ON, ConversationCollator
 from mscrs_core.models.enhanced_entities import EnhancedEntities, EntityEnhancer
-from mscrs_core.models.layer_prompt import PROMPT_INJECTIONS, LayerPrompt, append_layer_prompt
+from mscrs_core.models.layer_prompt import LayerPrompt, append_layer_prompt, check_prompt_injection
 from mscrs_core.models.pretrained import PretrainedMixin, with_current_names
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 
@@ -118,10 +118,7 @@ class ConversationConfig:
             raise ValueError(f"prompt_position: expected one of {PROMPT_POSITIONS}, got {self.prompt_position!r}")
         if self.prompt_position == "suffix" and self.loss_on != "response":
             raise ValueError("prompt_position='suffix' supervises the response only (loss_on='response')")
-        if self.prompt_injection not in PROMPT_INJECTIONS:
-            raise ValueError(f"prompt_injection: expected one of {PROMPT_INJECTIONS}, got {self.prompt_injection!r}")
-        if self.prompt_injection == "layers" and self.prompt_position != "suffix":
-            raise ValueError("prompt_injection='layers' is implemented for prompt_position='suffix' only")
+        check_prompt_injection(self.prompt_injection, self.prompt_position)
         if self.graph_prompt not in GRAPH_PROMPTS:
             raise ValueError(f"graph_prompt: expected one of {GRAPH_PROMPTS}, got {self.graph_prompt!r}")
         if self.loss_on not in LOSS_ON:

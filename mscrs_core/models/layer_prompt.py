@@ -29,6 +29,16 @@ from mscrs_core.models.context_states import ContextStates
 PROMPT_INJECTIONS = ("inputs", "layers")
 
 
+def check_prompt_injection(injection: str, position: str) -> None:
+    """ValueError unless ``injection`` is one of :data:`PROMPT_INJECTIONS` and fits the prompt ``position`` (the
+    layer prompt follows cached context states: ``suffix`` only). Shared by the recommender's and generator's
+    configurations."""
+    if injection not in PROMPT_INJECTIONS:
+        raise ValueError(f"prompt_injection: expected one of {PROMPT_INJECTIONS}, got {injection!r}")
+    if injection == "layers" and position != "suffix":
+        raise ValueError("prompt_injection='layers' is implemented for prompt_position='suffix' only")
+
+
 def kv_shape(config) -> tuple[int, int, int]:
     """(layers, key/value heads, head size) of a decoder's attention, from its ``config``."""
     layers = int(config.num_hidden_layers)

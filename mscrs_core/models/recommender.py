@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from mscrs_core.models.backbone import decoder_of
 from mscrs_core.models.context_states import PROMPT_POSITIONS, ContextStateBank, encode_context, run_after_context
 from mscrs_core.models.frozen import FrozenBackboneMixin
-from mscrs_core.models.layer_prompt import PROMPT_INJECTIONS, LayerPrompt, append_layer_prompt
+from mscrs_core.models.layer_prompt import LayerPrompt, append_layer_prompt, check_prompt_injection
 from mscrs_core.models.pretrained import PretrainedMixin
 from mscrs_core.models.prompt_encoder import PromptEncoder, assemble_inputs
 from mscrs_core.models.title_readout import DEFAULT_CUE, TitleReadout
@@ -148,10 +148,7 @@ class RecommenderConfig:
             raise ValueError(f"init_scale: expected > 0, got {self.init_scale}")
         if self.lm_scale <= 0:
             raise ValueError(f"lm_scale: expected > 0, got {self.lm_scale}")
-        if self.prompt_injection not in PROMPT_INJECTIONS:
-            raise ValueError(f"prompt_injection: expected one of {PROMPT_INJECTIONS}, got {self.prompt_injection!r}")
-        if self.prompt_injection == "layers" and self.prompt_position != "suffix":
-            raise ValueError("prompt_injection='layers' is implemented for prompt_position='suffix' only")
+        check_prompt_injection(self.prompt_injection, self.prompt_position)
         if self.prompt_injection == "layers" and not self.title_cue:
             raise ValueError("title_cue: expected a non-empty text with prompt_injection='layers' (the readout)")
         if self.title_readout and not self.title_cue:
@@ -205,6 +202,9 @@ class MSCRSRecommender(PretrainedMixin, FrozenBackboneMixin, nn.Module):
 
     model_type = "mscrs_recommender"
     config_class = RecommenderConfig
+    #: parameter-name prefixes of the language-model path (prompt, its map into the layers, the readout's
+    #: projection): what a stage after the warm-up trains with ``lm_trains="prompt"``
+    LM_PATH_PREFIXES = ("prompt_encoder.", "projection.", "text_projection.", "layer_prompt.")
 
     def __init__(
         self,

@@ -224,7 +224,7 @@ def _train_prompt_model(cfg: RecRunConfig, ds, train, valid, test, popularity: t
         # after a warm-up the graph side, head and biases are trained: the LM stage learns what the language
         # model adds on top of them (lm_trains="prompt") instead of re-fitting them beside a new, noisy term
         frozen = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(
-            ("prompt_encoder.", "projection.", "text_projection.", "layer_prompt."))] if warm is not None and cfg.lm_trains == "prompt" else []
+            model.LM_PATH_PREFIXES)] if warm is not None and cfg.lm_trains == "prompt" else []
         for p in frozen:
             p.requires_grad_(False)
         try:
