@@ -13,7 +13,10 @@ plain: besides, the tokens/s of plain greedy generation (Hugging Face ``generate
 ``max_new_tokens``) of ``--plain-backbone`` (default SmolLM2-135M, bf16 where native else fp32, eager attention; ``none`` skips it) on
 real-looking dialog prompts: the first ``--batch`` conversation contexts of INSPIRED's test split as the
 collator writes them ("User: ...<eos>System: ...<eos>System:", left-truncated to ``--max-context`` tokens), or a
-built-in set of movie dialogs when the data is not there (``--dialogs builtin`` forces them).
+built-in set of movie dialogs when the data is not there (``--dialogs builtin`` forces them). For a grouped-query
+backbone (SmolLM2: 9 query heads, 3 key/value heads) the line runs twice, under the grouped eager attention
+(:mod:`mscrs_core.models.attention`) and under Hugging Face's eager attention, which copies the key/value heads;
+the ratio of the two is printed (``--no-attention-ratio`` skips the second).
 
 Examples:
     python benchmarks/generation.py
@@ -36,6 +39,7 @@ from mscrs_core.graphs.comention import comention_graph_from_dataset
 from mscrs_core.graphs.fusion import GraphConfig, SemanticGraphEncoder
 from mscrs_core.graphs.kg import build_kg_edges
 from mscrs_core.graphs.knn import build_knn_graph
+from mscrs_core.models.attention import GROUPED_EAGER
 from mscrs_core.models.backbone import freeze, load_backbone, resolve_dtype_name
 from mscrs_core.models.collate import context_text
 from mscrs_core.models.context_mapping import ContextBank, make_text_embedder
@@ -165,7 +169,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--plain-backbone", default="smollm2-135m",
                     help="backbone for the plain greedy tokens/s line (load_backbone name/path; none: skip)")
     ap.add_argument("--plain-dtype", choices=tuple(DTYPES), default="auto")
-    ap.add_argument("--plain-attn", choices=("eager", "sdpa"), default="eager")
+    ap.add_argument("--plain-attn", choices=("eager", "sdpa"), default="eager",
+                    help="eager: a grouped-query backbone runs models.attention's grouped eager attention, and the "
+                         "line is timed again under Hugging Face's copying eager attention (ratio printed)")
+    ap.add_argument("--no-attention-ratio", action="store_true", help="skip the copying-eager line")
     ap.add_argument("--dialogs", choices=("inspired", "builtin"), default="inspired",
                     help="prompts of the plain line: INSPIRED test contexts (built-in when absent) or built-in")
     ap.add_argument("--data-root", default=None, help="data root for --dialogs inspired (default: $MSCRS_DATA)")
@@ -188,10 +195,21 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                            args.max_context)
         results["plain_greedy_tok_s"], results["plain_greedy_tok_s_cpu"] = tps, tps_cpu
         dtype = str(DTYPES[args.plain_dtype]).removeprefix("torch.")
-        print(f"plain greedy: {args.plain_backbone} ({dtype}, {args.plain_attn}) {tps:9.1f} tok/s "
+        attn = backbone.config._attn_implementation
+        print(f"plain greedy: {args.plain_backbone} ({dtype}, {attn}) {tps:9.1f} tok/s "
               f"({tps_cpu:.1f} per process-CPU second) | "
               f"batch {len(prompts)}, {args.new_tokens} new tokens, prompts: {source}, mean {prompt_len:.0f} "
               f"prompt tokens; device={args.device}, torch threads: {torch.get_num_threads()}")
+        if attn == GROUPED_EAGER and not args.no_attention_ratio:
+            # the same prompts under Hugging Face's eager attention, which copies every key/value head per query head
+            backbone.set_attn_implementation("eager")
+            copying, _, _ = plain_greedy_tps(backbone, tok, prompts, args.new_tokens, args.repeats, args.device,
+                                             args.max_context)
+            backbone.set_attn_implementation(GROUPED_EAGER)
+            results["plain_greedy_tok_s_copying_eager"] = copying
+            results["grouped_over_copying_eager"] = tps / copying
+            print(f"plain greedy: {args.plain_backbone} ({dtype}, eager with repeat_kv) {copying:9.1f} tok/s | "
+                  f"grouped / copying eager: {tps / copying:.2f}x")
     return results
 
 

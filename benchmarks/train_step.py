@@ -20,8 +20,10 @@ recommender in the two prompt orders on the same batch and graph side, in one ru
 only the prompt positions). Filling the bank happens before the timing and is reported on its own, in seconds
 per context. A third line times ``suffix`` without the bank (one pass over [s; prompt]); a fourth the cached
 ``suffix`` with the prompt as every layer's keys and values (``prompt_injection="layers"``, the authors' code:
-the readout cue's tokens run after them instead of the prompt's positions). Prints the ratios prefix / cached
-suffix and layer prompt / input prompt (both cached). In this mode ``--dtype`` defaults to auto (bf16 where the hardware has it natively, else
+the readout cue's tokens run after them instead of the prompt's positions). For a grouped-query backbone
+(SmolLM2) whose eager attention runs grouped (:mod:`mscrs_core.models.attention`), a fifth line times the cached
+suffix under Hugging Face's eager attention, which copies the key/value heads (``--no-copying`` skips it).
+Prints the ratios prefix / cached suffix, layer prompt / input prompt (both cached) and copying / grouped eager. In this mode ``--dtype`` defaults to auto (bf16 where the hardware has it natively, else
 fp32) and ``--attn`` to eager (the other mode keeps
 the backbone's own defaults: fp32, the model's attention).
 
@@ -43,6 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mscrs_core.models.attention import GROUPED_EAGER
 from mscrs_core.models.backbone import decoder_of, freeze, load_backbone, resolve_dtype_name
 from mscrs_core.models.context_states import ContextStateBank
 from mscrs_core.models.recommender import MSCRSRecommender
@@ -201,11 +204,13 @@ class CueTokenizer:
 def compare_orders(backbone: nn.Module, graph: nn.Module, batch: dict[str, torch.Tensor], *, pad_token_id: int,
                    n_entity_prompt: int, max_entities: int, n_task_prompt: int, steps: int, warmup: int,
                    device: torch.device | str = "cpu", uncached: bool = True, layers: bool = True,
-                   tokenizer=None) -> dict[str, float]:
+                   tokenizer=None, copying: bool = True) -> dict[str, float]:
     """Median seconds of one training step in each prompt order (same batch, same graph side, same init).
 
     Returns ``prefix``, ``suffix_cached``, ``suffix_uncached`` (absent with ``uncached=False``) and
-    ``suffix_layers`` (the cached suffix with the layer prompt; absent with ``layers=False``) wall seconds per
+    ``suffix_layers`` (the cached suffix with the layer prompt; absent with ``layers=False``), ``suffix_copying``
+    (the cached suffix under Hugging Face's eager attention, which copies the key/value heads; only when the
+    backbone runs :mod:`mscrs_core.models.attention`'s grouped eager attention and ``copying``) wall seconds per
     step, the same with a ``_cpu`` suffix in process CPU seconds, ``bank_fill`` (``bank_fill_cpu``) seconds per
     context (filling the ``ContextStateBank`` once, before the timing) and ``trainable`` (parameters of one model).
     ``tokenizer`` splits the layer prompt's readout cue (default: :class:`CueTokenizer`).
@@ -240,18 +245,27 @@ def compare_orders(backbone: nn.Module, graph: nn.Module, batch: dict[str, torch
     if layers:
         orders["suffix_layers"].attach_context_bank(bank)
 
-    def step_fn(model: MSCRSRecommender):
+    def step_fn(model: MSCRSRecommender, attn: str | None = None):
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step() -> None:
-            model(batch, task="rec").loss.backward()
+            if attn is not None:  # this line's attention; the others' restored after it
+                backbone.set_attn_implementation(attn)
+            try:
+                model(batch, task="rec").loss.backward()
+            finally:
+                if attn is not None:
+                    backbone.set_attn_implementation(GROUPED_EAGER)
             opt.step()
             opt.zero_grad(set_to_none=True)
             sync()
 
         return step
 
-    wall, cpu = interleaved_wall_and_cpu([step_fn(m) for m in orders.values()], steps, warmup)
+    attns = {k: None for k in orders}
+    if copying and getattr(backbone.config, "_attn_implementation", None) == GROUPED_EAGER:
+        orders["suffix_copying"], attns["suffix_copying"] = orders["suffix_cached"], "eager"
+    wall, cpu = interleaved_wall_and_cpu([step_fn(m, attns[k]) for k, m in orders.items()], steps, warmup)
     out = dict(zip(orders, wall))
     out.update({f"{k}_cpu": v for k, v in zip(orders, cpu)})
     out["bank_fill"], out["bank_fill_cpu"] = bank_fill, bank_fill_cpu
@@ -288,6 +302,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                     help="attention implementation (default: the model's; --orders: eager)")
     ap.add_argument("--no-uncached", action="store_true", help="--orders: skip the uncached suffix line")
     ap.add_argument("--no-layers", action="store_true", help="--orders: skip the layer-prompt line")
+    ap.add_argument("--no-copying", action="store_true",
+                    help="--orders: skip the line under Hugging Face's copying eager attention")
     ap.add_argument("--cache-dir", default=str(CACHE_DIR), help="where a GGUF backbone is converted once")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--steps", type=int, default=10)
@@ -323,7 +339,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                   max_entities=args.max_entities, steps=args.steps, warmup=args.warmup, device=device)
     if args.orders:
         r = compare_orders(backbone, graph, batch, pad_token_id=pad, uncached=not args.no_uncached,
-                           layers=not args.no_layers, tokenizer=tok, **common)
+                           layers=not args.no_layers, tokenizer=tok, copying=not args.no_copying, **common)
         print(f"batch {batch_size} x {seq} tokens, prompt {args.n_entity_prompt}+{args.n_task_prompt} = {n_prompt} "
               f"positions, trainable params {r['trainable']:,}; median of {args.steps} steps after {args.warmup} "
               f"warm-up")
@@ -344,6 +360,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         if "suffix_layers" in r:
             print(f"ratio layer prompt / input prompt  : {r['suffix_layers'] / r['suffix_cached']:8.2f}    "
                   f"{r['suffix_layers_cpu'] / r['suffix_cached_cpu']:8.2f}  (both cached)")
+        if "suffix_copying" in r:
+            print(f"cached suffix, copying eager (HF)  : {r['suffix_copying']:8.3f}    {r['suffix_copying_cpu']:8.3f}  "
+                  f"per step")
+            print(f"ratio copying / grouped eager      : {r['suffix_copying'] / r['suffix_cached']:8.2f}    "
+                  f"{r['suffix_copying_cpu'] / r['suffix_cached_cpu']:8.2f}  (cached suffix)")
         return r
     r = overhead_times(backbone, graph, batch, prompt_position=args.prompt_position, **common)
     bare, prompted, full = r["bare"], r["prompted"], r["full"]

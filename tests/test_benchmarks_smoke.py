@@ -112,3 +112,18 @@ def test_context_states_compare_tiny_llama():
     _finite_positive(r, ("baseline_s", "new_s", "ratio", "baseline_positions", "new_positions"))
     assert r["baseline_positions"] == 5 * 12 and r["new_positions"] == 2 * 3 + 2 * 9 + 12  # (2,3) (5,9) (12)
     assert r["max_abs_gap"] < 1e-5  # fp32: the same states on every real position
+
+
+@pytest.mark.slow
+def test_attention_benchmark_decodes_inspired_turns_under_both_attentions(tmp_path):
+    """benchmarks/attention.py on two real INSPIRED test turns, SmolLM2, a few tokens: both attentions decode them
+    and (being the same attention) give the same responses."""
+    from mscrs_core.data.files import default_data_root
+
+    root = default_data_root()
+    if root is None or not (root / "inspired").is_dir():
+        pytest.skip("INSPIRED is not under the data root")
+    r = _load("attention").main(["--turns", "2", "--new-tokens", "4", "--min-new-tokens", "2",
+                                 "--cache-dir", str(tmp_path)])
+    _finite_positive(r, ("grouped_s", "copying_s", "ratio"))
+    assert r["turns"] == 2 and r["identical"] == 2

@@ -19,7 +19,9 @@ from mscrs_core.models.conversation import ConversationConfig, MSCRSGenerator
 from mscrs_core.models.enhanced_entities import EntityEnhancer
 from mscrs_core.models.generate import GenerationConfig, generate_ids, generate_responses
 
-BACKBONES = ("gpt2", "llama")
+# "llama-grouped": the Llama backbone under models.attention's grouped eager attention (what load_backbone gives
+# SmolLM2)
+BACKBONES = ("gpt2", "llama", "llama-grouped")
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,12 @@ def _backbone(kind: str, vocab: int, eos: int):
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                       tie_word_embeddings=False, bos_token_id=eos, eos_token_id=eos, attn_implementation="eager")
-    return freeze(LlamaForCausalLM(cfg))
+    model = LlamaForCausalLM(cfg)
+    if kind == "llama-grouped":
+        from mscrs_core.models.attention import use_grouped_eager
+
+        assert use_grouped_eager(model)
+    return freeze(model)
 
 
 def build(setup, kind: str = "gpt2", **kw) -> MSCRSGenerator:

