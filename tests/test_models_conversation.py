@@ -141,6 +141,40 @@ def test_mapping_never_leaks_test_dialogs(setup):
     assert torch.equal(both, tr[:5])
 
 
+def test_prefill_encodes_only_what_the_bank_lacks_once_through_the_disk_cache(setup, tmp_path):
+    """ContextFeaturizer.prefill: the contexts outside the bank, encoded in one pass (through the embedder's
+    on-disk cache when it has one) and memoised; the collator then encodes nothing and gets the same features."""
+    from mscrs_core.models.context_mapping import ContextFeaturizer
+
+    g = setup["build"]()
+    train, test = setup["train"], setup["test"]
+    calls = []
+
+    class Counting:  # the hashing embedder, with MiniLMContextEmbedder's keyed disk cache faked by a dict
+        store: dict = {}
+
+        def __call__(self, texts):
+            calls.append(len(texts))
+            return HashingTextEmbedder(32)(texts)
+
+        def encode_keyed(self, texts, tag):
+            if tag not in self.store:
+                self.store[tag] = self(list(texts.values()))
+            return self.store[tag]
+
+    counting = Counting()
+    want = ContextFeaturizer(g.bank, HashingTextEmbedder(32), g.enhancer)(test)
+    f = ContextFeaturizer(g.bank, counting, g.enhancer)
+    assert f.prefill(list(train[:3]) + list(test)) == len({(s.dialog_id, s.turn_index) for s in test})
+    assert calls == [len(test)]  # training contexts come from the bank; the rest in one pass
+    got = f(test)
+    assert calls == [len(test)] and f.prefill(test) == 0  # memoised: nothing encoded again
+    assert torch.allclose(got["ctx_emb"], want["ctx_emb"]) and torch.equal(got["nb_index"], want["nb_index"])
+    again = ContextFeaturizer(g.bank, counting, g.enhancer)  # a later run: read back from the cache
+    again.prefill(test)
+    assert calls == [len(test)] and torch.allclose(again(test)["ctx_emb"], want["ctx_emb"])
+
+
 def test_context_string_keeps_recent_turns():
     ctx = (("seeker", "a" * 50), ("recommender", "b" * 50), ("seeker", "last"))
     s = context_string(ctx, max_chars=70)

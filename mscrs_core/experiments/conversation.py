@@ -467,6 +467,9 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     else:
         graphs = build_dataset_graphs(ds, graph_settings(cfg.k, cache_dir=cache), data_root)
         model = build_generator(cfg, ds, graphs, backbone, tokenizer, train, cache)
+        if model.featurizer is not None:  # Eq. (26)'s query contexts, encoded once per split and kept in cache/
+            for split in (valid, test):
+                model.featurizer.prefill(split)
         if cfg.prompt_position == "suffix":  # context states computed once per context (module docstring)
             bank = state_bank_for(model, valid, cfg.dataset, "valid", cache)
             # the training contexts' states too (on disk when large): with one epoch each is used once in this

@@ -328,14 +328,33 @@ class ContextFeaturizer:
         self.bank, self.embedder, self.enhancer = bank, embedder, enhancer
         self._memo: dict[Hashable, Tensor] = {}
 
+    def _in_bank(self, s) -> bool:
+        j = self.bank.key_index.get(sample_key(s))
+        return j is not None and self.bank.entity_sets[j] == tuple(self.enhancer(s.context_entities).entities)
+
+    def prefill(self, samples: Sequence) -> int:
+        """Embed, in one pass, the contexts of ``samples`` that the bank does not hold, through the embedder's
+        on-disk cache when it has one (:func:`embed_contexts`), and memoise them: a later run on the same samples
+        (chapter 7's rows after chapter 6's, a rebuild) reads them back instead of encoding them again. Returns
+        how many contexts it memoised."""
+        todo: dict[Hashable, object] = {}
+        for s in samples:
+            if not self._in_bank(s) and (sample_key(s), s.context) not in self._memo:
+                todo.setdefault(sample_key(s), s)
+        if not todo:
+            return 0
+        emb = embed_contexts(list(todo.values()), self.embedder).float()
+        for s, e in zip(todo.values(), emb):
+            self._memo[(sample_key(s), s.context)] = e
+        return len(todo)
+
     def query_embeddings(self, samples: Sequence) -> Tensor:
         out: list[Tensor | None] = []
         todo: list[int] = []
         for i, s in enumerate(samples):
             key = sample_key(s)
-            j = self.bank.key_index.get(key)
-            if j is not None and self.bank.entity_sets[j] == tuple(self.enhancer(s.context_entities).entities):
-                out.append(self.bank.embeddings[j])
+            if self._in_bank(s):
+                out.append(self.bank.embeddings[self.bank.key_index[key]])
             elif (key, s.context) in self._memo:
                 out.append(self._memo[(key, s.context)])
             else:
