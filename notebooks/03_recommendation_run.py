@@ -217,7 +217,8 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 # choice where one exists):
 #
 # * **Backbone.** A frozen SmolLM2-135M-Instruct (`backbone="smollm2-135m"`, shipped offline as GGUF,
-#   converted once to safetensors, run with eager attention in bfloat16 where the processor computes it natively
+#   converted once to safetensors, run with eager attention (without copying its 3 key/value heads for its 9
+#   query heads: `mscrs_core/models/attention.py`, the same attention) in bfloat16 where the processor computes it natively
 #   (AMX or AVX512-BF16, a recent GPU), in float32 elsewhere: `backbone_dtype="auto"`; the run records which)
 #   instead of DialoGPT-small; the smoke
 #   profile uses the project's miniature DialoGPT. Any causal LM loads by name (`microsoft/DialoGPT-small`

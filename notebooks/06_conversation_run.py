@@ -155,7 +155,9 @@ equation_with_code(29, MSCRSGenerator.forward, fold=40)
 # ## What ran
 #
 # **Deviations from the paper in this run.** The backbone is SmolLM2-135M-Instruct (`backbone`, the
-# offline GGUF converted once to safetensors), with eager attention, in bfloat16 where the processor computes it
+# offline GGUF converted once to safetensors), with eager attention (its 9 query heads read their 3 key/value heads
+# without copying them, `mscrs_core/models/attention.py`: the same attention, decoded about twice as fast), in
+# bfloat16 where the processor computes it
 # natively and float32 elsewhere (`backbone_dtype="auto"`; emulated bfloat16 is about 50x slower), instead of DialoGPT-small;
 # it stays frozen, as in the paper (the smoke profile uses the project's miniature DialoGPT in float32).
 # With `prompt_position="suffix"` the soft prompt goes AFTER the dialog context, [s; T_tilde; O_cov;
