@@ -346,25 +346,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print("                                      wall s       CPU s (process; ~ an idle core's time with 1 thread)")
         print(f"context bank fill (no grad, once)  : {r['bank_fill']:8.4f}    {r['bank_fill_cpu']:8.4f}  per context "
               f"({r['bank_fill'] * batch_size:.2f} s wall for the {batch_size} contexts)")
-        print(f"prefix [prompt; s] train step      : {r['prefix']:8.3f}    {r['prefix_cpu']:8.3f}  per step")
-        print(f"suffix [s; prompt] cached context  : {r['suffix_cached']:8.3f}    {r['suffix_cached_cpu']:8.3f}  "
-              f"per step")
+        def step_line(label: str, key: str) -> None:
+            print(f"{label}: {r[key]:8.3f}    {r[key + '_cpu']:8.3f}  per step")
+
+        def ratio_line(label: str, num: str, den: str, note: str = "") -> None:
+            print(f"{label}: {r[num] / r[den]:8.2f}    {r[num + '_cpu'] / r[den + '_cpu']:8.2f}{note}")
+
+        step_line("prefix [prompt; s] train step      ", "prefix")
+        step_line("suffix [s; prompt] cached context  ", "suffix_cached")
         if "suffix_uncached" in r:
-            print(f"suffix [s; prompt] uncached (1 pass): {r['suffix_uncached']:8.3f}    "
-                  f"{r['suffix_uncached_cpu']:8.3f}  per step")
+            step_line("suffix [s; prompt] uncached (1 pass)", "suffix_uncached")
         if "suffix_layers" in r:
-            print(f"suffix, layer prompt, cached       : {r['suffix_layers']:8.3f}    {r['suffix_layers_cpu']:8.3f}  "
-                  f"per step")
-        print(f"ratio prefix / cached suffix       : {r['prefix'] / r['suffix_cached']:8.2f}    "
-              f"{r['prefix_cpu'] / r['suffix_cached_cpu']:8.2f}")
+            step_line("suffix, layer prompt, cached       ", "suffix_layers")
+        ratio_line("ratio prefix / cached suffix       ", "prefix", "suffix_cached")
         if "suffix_layers" in r:
-            print(f"ratio layer prompt / input prompt  : {r['suffix_layers'] / r['suffix_cached']:8.2f}    "
-                  f"{r['suffix_layers_cpu'] / r['suffix_cached_cpu']:8.2f}  (both cached)")
+            ratio_line("ratio layer prompt / input prompt  ", "suffix_layers", "suffix_cached", "  (both cached)")
         if "suffix_copying" in r:
-            print(f"cached suffix, copying eager (HF)  : {r['suffix_copying']:8.3f}    {r['suffix_copying_cpu']:8.3f}  "
-                  f"per step")
-            print(f"ratio copying / grouped eager      : {r['suffix_copying'] / r['suffix_cached']:8.2f}    "
-                  f"{r['suffix_copying_cpu'] / r['suffix_cached_cpu']:8.2f}  (cached suffix)")
+            step_line("cached suffix, copying eager (HF)  ", "suffix_copying")
+            ratio_line("ratio copying / grouped eager      ", "suffix_copying", "suffix_cached", "  (cached suffix)")
         return r
     r = overhead_times(backbone, graph, batch, prompt_position=args.prompt_position, **common)
     bare, prompted, full = r["bare"], r["prompted"], r["full"]
