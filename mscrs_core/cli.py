@@ -195,6 +195,11 @@ def _main(argv: list[str]) -> int:
                                  prepare_only=args.prepare_only, book_only=args.book_only,
                                  parallel_tracks=args.tracks):
             print(p)
+        if not args.prepare_only:
+            from .book import timings
+
+            out = runner.output_dir(args.profile, args.out)
+            print(timings.format_summary(timings.load_summary(out), args.profile))
     elif args.cmd == "chapters":
         for c in runner.chapters():
             print(c.name, c.source)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..data.files import project_root
+from . import timings
 
 PROFILES = ("smoke", "default", "full", "paper")
 
@@ -192,6 +194,11 @@ def hide_injected_parameters(nb) -> int:
     return changed
 
 
+def output_dir(profile: str, out_dir: str | os.PathLike | None = None) -> Path:
+    """Where executed chapters go: ``out_dir``, else ``build/<profile>``."""
+    return Path(out_dir) if out_dir else project_root() / "build" / profile
+
+
 def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, output_name: str | None = None,
                 prepare_only: bool = False, log_output: bool = False) -> Path:
@@ -206,10 +213,11 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
     params = profile_parameters(name, profile)
     params.update(overrides or {})
     check_parameters(source, params)
-    out = Path(out_dir) if out_dir else project_root() / "build" / profile
+    out = output_dir(profile, out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{output_name or name}.ipynb"
     nb = _to_notebook(source)
+    started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         src_nb = Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, src_nb)
@@ -223,6 +231,8 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
         if hide_injected_parameters(executed):
             nbformat.write(executed, partial)
         os.replace(partial, target)  # nothing half-written under the final name
+    if not prepare_only:
+        timings.record(out, target.stem, profile, started, time.time())
     return target
 
 
@@ -257,7 +267,6 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
     follow it."""
     import subprocess
     import sys
-    import time
 
     from ..core_share import SHARE_ENV, write_share
     from ..experiments.sweep import available_cpus, default_workers
@@ -270,6 +279,7 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
     env = {**os.environ, "MSCRS_CPUS": str(cpus), "MSCRS_WORKERS": str(workers), SHARE_ENV: str(share_file),
            "OMP_NUM_THREADS": str(max(1, cpus // workers)), "MKL_NUM_THREADS": str(max(1, cpus // workers))}
     procs = []
+    started = time.time()
     for g in groups:
         path = out / f".track-{g[0]}.log"
         cmd = [sys.executable, "-m", "mscrs_core.cli", "book", "--profile", profile, "--out", str(out),
@@ -286,6 +296,8 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
         for g, path, f, proc in ended:
             running.remove((g, path, f, proc))
             f.close()
+            log(f"track {' -> '.join(g)}: {'done' if proc.returncode == 0 else 'failed'} after "
+                f"{(time.time() - started) / 60:.1f} min")
             if proc.returncode != 0:
                 failed.append((g, path))
         if ended and running:
@@ -311,6 +323,8 @@ def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = No
     ``parallel_tracks`` > 1 executes the tracks of ``profiles.yml`` (chapters that share no runs: the
     recommendation chapters and the conversation chapters) side by side, up to that many at once, each with its
     share of the cores (:func:`_run_tracks`); the chapters before and after them run alone, in order.
+    Unless ``prepare_only``, the time of each chapter and of the whole call goes to ``book-time.json`` in the
+    output folder (:mod:`~mscrs_core.book.timings`).
     """
     selected = chapters(book_only)
     if only is not None:
@@ -329,8 +343,9 @@ def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = No
     names = [c.name for c in selected]
     groups = [[n for n in g if n in names] for g in tracks()] if parallel_tracks > 1 and not prepare_only else []
     groups = [g for g in groups if g]
-    out = Path(out_dir) if out_dir else project_root() / "build" / profile
+    out = output_dir(profile, out_dir)
     done: list[Path] = []
+    started = time.time()
     tracked = {n for g in groups for n in g}
     for c in selected:
         if c.name in tracked:
@@ -345,4 +360,6 @@ def run_book(profile: str = "default", *, out_dir: str | os.PathLike | None = No
                         done += [out / f"{n}.ipynb" for g in part for n in g]
             continue
         done.append(run_chapter(c.name, profile, out_dir=out_dir, prepare_only=prepare_only))
+    if not prepare_only:  # what each chapter took, read back from the records run_chapter wrote (book-time.json)
+        timings.write_summary(out, timings.summary(out, names, time.time() - started, groups))
     return done
