@@ -171,6 +171,27 @@ def test_save_streams_new_rows_into_the_file_without_keeping_them(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_a_bank_that_cannot_fit_on_its_disk_fails_before_computing_anything(tmp_path, monkeypatch):
+    import collections
+    import errno
+    import shutil
+
+    model = tiny("llama")
+    ids, mask = batch()
+    rows = [tuple(i[m.bool()].tolist()) for i, m in zip(ids, mask)]
+    bank = ContextStateBank(model, 7, 0, batch_size=1)
+    computed = []
+    original = bank._compute
+    monkeypatch.setattr(bank, "_compute", lambda rs: (computed.append(len(rs)), original(rs))[1])
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 30, 10 << 30, 1000))
+    with pytest.raises(OSError, match=r"b\.safetensors: this context-state bank needs .* GiB free") as err:
+        bank.save(tmp_path / "cs" / "b.safetensors", compute=rows)
+    assert err.value.errno == errno.ENOSPC
+    assert computed == [1]  # the one-row probe of the row shape, nothing more
+    assert not list((tmp_path / "cs").iterdir())  # nothing written
+
+
 def test_bfloat16_bank_round_trip(tmp_path):
     model = tiny("gpt2")
     ids, mask = batch()

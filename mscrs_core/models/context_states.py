@@ -319,6 +319,7 @@ def _write_bank(path: Path, n: int, row_shape: tuple[int, ...], dtype: torch.dty
               "__metadata__": meta}
     blob = json.dumps(header).encode()
     blob += b" " * (-len(blob) % 8)  # the format aligns the data to 8 bytes
+    _check_free_space(path, 8 + len(blob) + state_bytes + n * width)
 
     def write(f) -> None:
         masks, written = [], 0
@@ -334,6 +335,23 @@ def _write_bank(path: Path, n: int, row_shape: tuple[int, ...], dtype: torch.dty
         f.write(torch.cat(masks).numpy().tobytes())
 
     return atomic_write(path, write, binary=True)
+
+
+def _check_free_space(path: Path, need: int) -> None:
+    """Fail before any state is computed when the bank cannot fit on its disk: the conversation's training states
+    alone take gigabytes, and a disk that fills up half-way would cost the time of computing them."""
+    import errno
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(path.parent).free
+    if need > free:
+        gib = 1 << 30
+        raise OSError(errno.ENOSPC, f"{path}: this context-state bank needs {need / gib:.1f} GiB, but its disk has "
+                                    f"{free / gib:.1f} GiB free. The states are a cache (cache/context-states/, "
+                                    "kept by make clean): delete banks of backbones or data you no longer use, or "
+                                    "free space on that disk; $MSCRS_STATE_BANK_DISK_GB below the bank's size makes "
+                                    "the conversation runs encode their contexts batch by batch instead (slower)")
 
 
 _SAFETENSORS_DTYPES = {"BF16": (torch.bfloat16, "int16"), "F32": (torch.float32, "float32"),
