@@ -2,16 +2,30 @@
 
 ``mscrs book --tracks N`` runs chapters side by side, each track on its share of the cores. When one track ends
 before the other, its cores would sit idle for the rest of the book; so the book writes each running track's
-share to a small file (``$MSCRS_CORE_SHARE``) and rewrites it when a track ends. The long loops (training steps,
-generation batches, context-state chunks) call :func:`follow_share`, which costs one ``stat`` and raises (or
-lowers) the torch threads of their process to that share divided by the track's sweep workers.
+share to a small file (``$MSCRS_CORE_SHARE``) and rewrites it when a track ends. Two things follow it:
+
+* the **forward-only loops** (context-state chunks, title readouts, scoring, generation batches) run inside
+  :func:`borrowed_cores` and call :func:`follow_share` per batch, which costs one ``stat`` and raises (or lowers)
+  the torch threads of their process to that share divided by the track's sweep workers; on leaving the block
+  the process's own thread count is restored. Their results do not depend on the thread count (the backbone's
+  states, logits and greedy tokens are bitwise equal on 1 and 2 threads: ``tests/test_core_share.py``).
+* **sweeps** (:func:`~mscrs_core.experiments.sweep.run_points`) run more points at once, each with the same
+  threads as before.
+
+**Training never changes its thread count mid-run.** Float sums over many elements are split by thread, so a
+training step on two threads rounds differently from one on one thread, and the difference grows over the
+steps (measured: the losses of one warm-up run differ in the eighth digit). Had training followed the share,
+the numbers of a run would depend on when the other track happened to end; as it is, a run's numbers depend
+only on its configuration and on the threads its process started with (a book's tracks and workers).
 
 Outside a book with tracks (the variable unset) :func:`follow_share` does nothing.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from .atomic import atomic_write
 
@@ -72,3 +86,19 @@ def follow_share() -> int | None:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def borrowed_cores() -> Iterator[None]:
+    """A forward-only block that may use the cores a finished track handed over (:func:`follow_share` inside it);
+    the process's thread count on entry is restored on exit, so that training after it runs as before."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        # the next block follows the file afresh (its share may be the one this block already saw)
+        _seen.clear()

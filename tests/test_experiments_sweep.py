@@ -215,3 +215,59 @@ def test_cpus_and_workers_come_from_the_environment_as_positive_integers(monkeyp
         monkeypatch.setenv(var, "0")
         with pytest.raises(ValueError, match=var):
             fn()
+
+
+def test_a_track_sweep_runs_more_points_when_another_track_hands_its_cores_over(tmp_path, monkeypatch):
+    """In a book track the sweep runs points in workers even with one worker; when the share file grows from 1 to
+    2 cores it runs two at once, each still with one thread (a point's numbers must not depend on the timing)."""
+    import concurrent.futures as cf
+
+    from mscrs_core import core_share
+
+    share = tmp_path / "share"
+    core_share.write_share(share, 1)
+    monkeypatch.setenv(core_share.SHARE_ENV, str(share))
+    monkeypatch.setenv("MSCRS_CPUS", "1")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    pending, seen = [], []
+
+    class Pool:
+        def __init__(self, n, mp_context=None):
+            self.n = n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            assert fn is sweep._execute and args[-1] == 1  # one thread each, before and after the hand-over
+            fut = cf.Future()
+            pending.append(fut)
+            seen.append(sum(not f.done() for f in pending))
+            return fut
+
+    waits = []
+
+    def wait(futures, timeout=None, return_when=None):
+        assert timeout is not None  # the sweep looks at the share file again while its points run
+        waits.append(1)
+        if len(waits) == 1:  # the other track ends while this sweep's first point runs: nothing finished yet
+            core_share.write_share(share, 2)
+            return set(), set(futures)
+        first = next(f for f in pending if not f.done())
+        first.set_result(None)
+        return {first}, set()
+
+    monkeypatch.setattr(cf, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(cf, "wait", wait)
+    configs = {f"p{k}": RecRunConfig.of(model="popularity", k=k) for k in (5, 10, 20, 40)}
+    lines: list[str] = []
+    sweep._run_parallel(configs, {n: {} for n in configs}, sweep.RUN_CHAPTER, "smoke", str(tmp_path), None, 1,
+                        lines.append)
+    assert seen == [1, 2, 2, 2]  # one at a time, then two at once, without waiting for the first to finish
+    assert "more when another track ends" in lines[0]
+    assert sweep.points_at_once(1, 1, None, 2) == 1 and sweep.points_at_once(2, 1, str(share), 2) == 2
+    core_share.write_share(share, 8)
+    assert sweep.points_at_once(1, 1, str(share), 2) == 2  # never more processes than the pool has

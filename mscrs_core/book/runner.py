@@ -263,8 +263,9 @@ def _run_tracks(groups: list[list[str]], profile: str, out: Path, book_only: boo
     ran stays, and a new ``mscrs book`` resumes from it).
 
     When a group ends, the cores it had go to the groups still running: ``.core-share`` in ``out`` holds each
-    running group's share (:mod:`~mscrs_core.core_share`), and their training, generation and encoding loops
-    follow it."""
+    running group's share (:mod:`~mscrs_core.core_share`): their sweeps run more points at once and their
+    forward-only loops (encoding, generation) more threads; training keeps the threads it started with, so that a
+    run's numbers do not depend on when another track ended."""
     import subprocess
     import sys
 

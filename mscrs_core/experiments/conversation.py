@@ -309,7 +309,7 @@ def _plain_after_states(backbone, tokenizer, samples, cfg: ConversationRunConfig
 def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, min_new_tokens: int = 0) -> list[str]:
     """The frozen LM continuing the context (DialoGPT-style turns), no prompt and no training, through Hugging Face
     ``generate`` over each context's text (``plain_context="generate"``, and the prefix order)."""
-    from ..core_share import follow_share
+    from ..core_share import borrowed_cores, follow_share
     from ..models.collate import context_text
     from ..models.generate import GENERATION_BATCH_SIZE
 
@@ -323,11 +323,11 @@ def _plain_backbone(backbone, tokenizer, samples, cfg: ConversationRunConfig, mi
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     out: list[str] = [""] * len(texts)
     for i in range(0, len(order), GENERATION_BATCH_SIZE):
-        follow_share()
         rows = order[i:i + GENERATION_BATCH_SIZE]
         enc = tokenizer([texts[j] for j in rows], return_tensors="pt", padding=True, truncation=True,
                         max_length=max_length)
-        with torch.no_grad():
+        with torch.no_grad(), borrowed_cores():  # forward only: the same tokens on any number of threads
+            follow_share()
             beams = ({"length_penalty": cfg.length_penalty, "early_stopping": True} if cfg.num_beams > 1 else {})
             gen = backbone.generate(**enc, max_new_tokens=cfg.max_new_tokens, min_new_tokens=min_new_tokens,
                                     num_beams=cfg.num_beams, **beams,

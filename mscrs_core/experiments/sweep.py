@@ -10,12 +10,15 @@ without redoing finished points. The results come back as one table.
 
 ``workers`` (default ``$MSCRS_WORKERS``, else 1) runs that many points at once, each kernel with
 ``available_cpus() // workers`` torch threads: on 2 cores two one-thread runs finish sooner than two two-thread runs
-one after the other, because the small matrices of these models do not keep two threads busy. The caches
+one after the other, because the small matrices of these models do not keep two threads busy. In a track of
+``mscrs book --tracks`` (``$MSCRS_CORE_SHARE`` set) the sweep runs its points in worker processes even with one
+worker, and when another track ends and hands its cores over (:mod:`~mscrs_core.core_share`) it starts more points
+at once, each with the same threads: a point's numbers never depend on when that happened. The caches
 the runs share (a dataset's miniature backbone, item and context features: the run configuration's
 ``shared_caches``) are filled once each, by a preparation job in the pool; a run starts when its own caches
 exist, so other runs go on meanwhile, and the costliest runs start first (:mod:`.sweep_plan`). The thread
-count can change the last digits of float sums, not the conclusions; a given configuration of workers is
-deterministic.
+count can change the last digits of float sums, not the conclusions; a given configuration of tracks and
+workers is deterministic.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ..core_share import positive_int_env
+from ..core_share import SHARE_ENV, positive_int_env, read_share
 from ..data.files import default_check
 from .fingerprint import stale_reason
 from .recommendation import RecRunConfig, default_results_dir, load_result
@@ -55,6 +58,8 @@ def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrid
     from ..book import runner
 
     if threads:
+        # a worker's point keeps its threads: the sweep itself hands freed cores over, as more points at once
+        os.environ.pop(SHARE_ENV, None)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
     try:
@@ -98,7 +103,7 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
             todo[cfg.name()] = (cfg, {**params, "results_dir": str(results), "data_root": data_root,
                                       **({} if default_check() else {"check_checksums": False}), "sweep_point": True})
     out_dir = str(results / "notebooks")
-    if workers == 1 or len(todo) == 1:
+    if (workers == 1 and not os.environ.get(SHARE_ENV)) or len(todo) == 1:
         for name, (_, overrides) in todo.items():
             log(f"running {name}")
             _execute(chapter, profile, out_dir, name, overrides, 0)
@@ -128,14 +133,17 @@ def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]],
 
     jobs = plan_jobs(configs)
     threads = max(1, available_cpus() // workers)
+    share = os.environ.get(SHARE_ENV)
     n_prep = sum(j.kind == PREPARE for j in jobs.values())
     log(f"running {len(configs)} (after {n_prep} cache preparation{'s' if n_prep != 1 else ''}), {workers} at a "
-        f"time ({threads} thread{'s' if threads > 1 else ''} each)")
+        f"time ({threads} thread{'s' if threads > 1 else ''} each{'; more when another track ends' if share else ''})")
     done: set[str] = set()
     running: dict[Any, str] = {}
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    most = max(workers, (os.cpu_count() or 1) // threads) if share else workers
+    with ProcessPoolExecutor(most, mp_context=multiprocessing.get_context("spawn")) as pool:
         while len(done) < len(jobs):
-            while len(running) < workers:
+            at_once = points_at_once(workers, threads, share, most)
+            while len(running) < at_once:
                 name = next_job(jobs, done, done | set(running.values()))
                 if name is None:
                     break
@@ -145,12 +153,22 @@ def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]],
                     running[pool.submit(_prepare, job.cfg, data_root, threads, default_check())] = name
                 else:
                     running[pool.submit(_execute, chapter, profile, out_dir, name, overrides[name], threads)] = name
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            # with a share file, look again every few seconds: a track that ended may have handed its cores over
+            finished, _ = wait(list(running), timeout=5 if share else None, return_when=FIRST_COMPLETED)
             for fut in finished:
                 name = running.pop(fut)
                 fut.result()  # a failed job stops the sweep (the running ones finish first)
                 done.add(name)
                 log(f"finished {name}" if jobs[name].kind == RUN else f"finished: {name}")
+
+
+def points_at_once(workers: int, threads: int, share: str | None, most: int) -> int:
+    """How many points a sweep runs now: ``workers``, or, in a book track, as many as the track's current share of
+    the cores (``$MSCRS_CORE_SHARE``) holds points of ``threads`` threads (at most ``most``)."""
+    cores = read_share(share) if share else None
+    if cores is None:
+        return workers
+    return max(workers, min(most, cores // threads))
 
 
 def run_config_class(chapter: str) -> type:

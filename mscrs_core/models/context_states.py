@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from mscrs_core.atomic import atomic_write
-from mscrs_core.core_share import follow_share
+from mscrs_core.core_share import borrowed_cores, follow_share
 from mscrs_core.models.backbone import decoder_of
 
 PROMPT_POSITIONS = ("prefix", "suffix")
@@ -222,11 +222,12 @@ class ContextStateBank:
         conversation contexts (200-token budget) that encodes 1.37x fewer positions than full-width chunks."""
         device = next(self.backbone.parameters()).device
         for start in range(0, len(rows), self.batch_size):
-            follow_share()
             chunk = list(rows[start:start + self.batch_size])
             ids, mask = self._pad(chunk)
             w = max(len(r) for r in chunk)
-            st = encode_context(self.backbone, ids[:, -w:].to(device), mask[:, -w:].to(device))
+            with borrowed_cores():  # forward only: the same states on any number of threads
+                follow_share()
+                st = encode_context(self.backbone, ids[:, -w:].to(device), mask[:, -w:].to(device))
             both = torch.stack([st.keys, st.values]).to("cpu", self.dtype)  # [2, L, n, h, w, d]
             if w < self.width:
                 both = torch.nn.functional.pad(both, (0, 0, self.width - w, 0))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mscrs_core.core_share import follow_share
+from mscrs_core.core_share import borrowed_cores, follow_share
 from mscrs_core.data.samples import MOVIE_PLACEHOLDER
 
 RankFn = Callable[[object], Sequence[int]]
@@ -333,9 +333,11 @@ def generate_responses(generator, samples: Sequence, *, config: GenerationConfig
     names = name_of or str
     out: list[GeneratedResponse] = []
     for start in range(0, len(samples), batch_size):
-        follow_share()
         chunk = list(samples[start:start + batch_size])
-        for s, ids in zip(chunk, generate_ids(generator, collator(chunk), config)):
+        with borrowed_cores():  # decoding is forward only: the same tokens on any number of threads
+            follow_share()
+            batch_ids = generate_ids(generator, collator(chunk), config)
+        for s, ids in zip(chunk, batch_ids):
             raw = decode(generator.tokenizer, ids)
             text, items = raw, []
             if rank is not None and generator.config.placeholder in raw:

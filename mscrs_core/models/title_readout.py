@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from mscrs_core.core_share import follow_share
+from mscrs_core.core_share import borrowed_cores, follow_share
 from mscrs_core.models.backbone import decoder_of
 
 #: The cue after the context, in the collators' ``"User: ...<eos>System: ...<eos>"`` format: the recommender's turn
@@ -133,14 +133,15 @@ class TitleReadout:
             if k not in self._rows and k not in first:
                 first[k] = i
         todo = list(first.values())
-        for start in range(0, len(todo), batch_size):
-            follow_share()
-            idx = torch.tensor(todo[start:start + batch_size])
-            ids, mask = input_ids[idx], attention_mask[idx]
-            width = int(mask.sum(1).max())  # the chunk's own width: left padding beyond it is dropped
-            values = self.compute(ids[:, -width:], mask[:, -width:], bank)
-            for i, v in zip(idx.tolist(), values):
-                self._rows[keys[i]] = v.half()
+        with borrowed_cores():  # forward only: the same values on any number of threads
+            for start in range(0, len(todo), batch_size):
+                follow_share()
+                idx = torch.tensor(todo[start:start + batch_size])
+                ids, mask = input_ids[idx], attention_mask[idx]
+                width = int(mask.sum(1).max())  # the chunk's own width: left padding beyond it is dropped
+                values = self.compute(ids[:, -width:], mask[:, -width:], bank)
+                for i, v in zip(idx.tolist(), values):
+                    self._rows[keys[i]] = v.half()
         return torch.stack([self._rows[k] for k in keys]).float()
 
     # ------------------------------------------------------------------ persistence

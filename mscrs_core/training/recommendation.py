@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mscrs_core.core_share import follow_share
 from mscrs_core.evaluation.ranking import RankingEvaluator
 from mscrs_core.models.collate import RecCollator
 from mscrs_core.training.trainer import EpochCallback, TaskDefaults, Trainer, TrainerConfig, decay_groups, \
@@ -116,8 +115,8 @@ def evaluate(model: nn.Module, samples: Sequence, collator: RecCollator, *, task
     losses, weights = [], []
     evaluator = RankingEvaluator()
     scores = []
+    # validation runs at the training's threads: its loss is recorded with the run (mscrs_core.core_share)
     for start in range(0, len(samples), batch_size):
-        follow_share()
         batch = to_device(collator(samples[start:start + batch_size]), torch.device(device))
         out = core(batch, task=task)
         losses.append(float(out.loss))

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mscrs_core.core_share import follow_share
 from mscrs_core.training.checkpoint import atomic_save, load_checkpoint, resume_from, training_state
 
 SCHEDULES = ("linear", "constant")
@@ -328,7 +327,6 @@ class Trainer:
             bar = tqdm(batches, desc=f"{c.description} {epoch}",
                        disable=not (c.progress and accelerator.is_main_process))
             for idx in bar:
-                follow_share()  # a book track that ended hands its cores over
                 batch = to_device(task.collate([train_samples[i] for i in idx]), device)
                 loss, logs = task.training_loss(wrapped, batch)
                 accelerator.backward(loss)
