@@ -119,15 +119,3 @@ def test_what_borrows_cores_is_the_same_on_one_and_two_threads():
         torch.set_num_threads(before)
     for one, two in zip(got[1], got[2]):
         assert torch.equal(one, two)
-
-
-def test_a_run_records_the_threads_it_ran_with(tmp_path):
-    from mscrs_core.experiments.recommendation import RecRunConfig, run_recommendation
-
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        record = run_recommendation(RecRunConfig.of(model="popularity"), tmp_path)
-    finally:
-        torch.set_num_threads(before)
-    assert record["torch_threads"] == 1

@@ -437,9 +437,7 @@ def run_conversation(cfg: ConversationRunConfig, results_dir: str | os.PathLike 
     ds = load_dataset(cfg.dataset, data_root)
     train, valid, test = conversation_splits(cfg, ds)
     record: dict[str, Any] = {"config": cfg.flat(), "name": cfg.name(),
-                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)},
-                              # the last digits of a trained run depend on it (mscrs_core.core_share)
-                              "torch_threads": torch.get_num_threads()}
+                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
     refs = [s.response for s in test]
     explained: list[dict] = []
     if cfg.model in REFERENCE_MODELS:  # nothing generated: responses chosen from the training turns

@@ -76,9 +76,7 @@ def run_recommendation(cfg: RecRunConfig, results_dir: str | os.PathLike | None 
     item_pos = ds.item_index()
     train, valid, test = rec_splits(cfg, ds)
     record: dict[str, Any] = {"config": cfg.flat(), "name": cfg.name(),
-                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)},
-                              # the last digits of a trained run depend on it (mscrs_core.core_share)
-                              "torch_threads": torch.get_num_threads()}
+                              "samples": {"train": len(train), "valid": len(valid), "test": len(test)}}
 
     from ...baselines import popularity_scores
 
