@@ -79,7 +79,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mscrs_core.chat import ChatSession, format_turn
+from mscrs_core.chat import ChatSession, carried_over, format_turn
 from mscrs_core.data.manifest import use_data_root
 from mscrs_core.experiments.chat_export import export_chat
 from mscrs_core.experiments.conversation import ConversationRunConfig
@@ -112,6 +112,20 @@ session = ChatSession.load(checkpoint)
 turns = [session.respond(u) for u in script]
 for t in turns:
     print(format_turn(t), end="\n\n")
+
+# %% [markdown]
+# Does a later request move the list? For each turn after the first: how many of its movies the previous turn's
+# list already held. A recommender that follows the latest request keeps few of them when the dialog changes
+# direction ("a comedy instead?"). What pulls the other way: every entity linked so far stays in the dialog's
+# context side by side, so a later "Comedy" joins the movies named before it and does not replace them. Movies
+# the dialog has named drop out of the lists by themselves, so a count below the list's length is not by itself
+# a change of direction.
+
+# %% tags=["hide-input"]
+pd.DataFrame({"user": [t.user for t in turns],
+              "recommended": [len(t.recommended) for t in turns],
+              "of them in the previous turn's list": carried_over(turns)},
+             index=pd.RangeIndex(1, len(turns) + 1, name="turn")).astype({"of them in the previous turn's list": "Int64"})
 
 # %% [markdown]
 # ## Does it listen? A second dialog

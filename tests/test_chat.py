@@ -6,7 +6,8 @@ import io
 import pytest
 import torch
 
-from mscrs_core.chat import ChatSession, GraphInputs, load_chat_checkpoint, main, save_chat_checkpoint
+from mscrs_core.chat import (ChatSession, ChatTurn, GraphInputs, carried_over, load_chat_checkpoint, main,
+                              save_chat_checkpoint)
 from mscrs_core.data.samples import conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.models.collate import context_text
@@ -310,3 +311,12 @@ def test_filled_slots_read_as_titles_people_write(checkpoint, monkeypatch):
     (item, full), = turn.filled
     assert full == f"Title {item} (2019 film)" and turn.response == f"Title {item}"
     assert session.history[-1][1] == f"Title {item}"  # the next turn's context reads the plain title too
+
+
+def test_carried_over_counts_the_previous_turns_movies_a_turn_keeps():
+    def turn(*ids):
+        return ChatTurn("u", "r", "r", [(e, f"m{e}") for e in ids], [], [])
+
+    turns = [turn(1, 2, 3), turn(2, 3, 4), turn(5, 6, 7), turn(5, 6, 7)]
+    assert carried_over(turns) == [None, 2, 0, 3]
+    assert carried_over([]) == []

@@ -11,6 +11,7 @@ correlation semantic mapping retrieved (Eq. 26).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,3 +129,20 @@ def format_turn(turn: ChatTurn, max_neighbours: int = 5) -> str:
         parts = [f"{g}: " + ", ".join(n for _, n in v[:max_neighbours]) for g, v in sorted(turn.neighbours.items())]
         lines.append("  graph neighbours: " + " | ".join(parts))
     return "\n".join(lines)
+
+
+def carried_over(turns: Sequence[ChatTurn]) -> list[int | None]:
+    """Per turn, how many of its recommended movies the previous turn's list already held (None for the first).
+
+    A recommender that follows the latest request keeps few movies when a turn changes direction ("a comedy
+    instead?"); one that ranks from everything said so far keeps most of them. Movies the dialog has mentioned in
+    between drop out of a list by themselves, so a count below the list's length is not by itself a change of
+    direction."""
+    out: list[int | None] = []
+    for i, turn in enumerate(turns):
+        if i == 0:
+            out.append(None)
+            continue
+        before = {e for e, _ in turns[i - 1].recommended}
+        out.append(sum(e in before for e, _ in turn.recommended))
+    return out
