@@ -122,10 +122,11 @@ for t in turns:
 # a change of direction.
 
 # %% tags=["hide-input"]
+pd.set_option("display.max_colwidth", 200)
 pd.DataFrame({"user": [t.user for t in turns],
               "recommended": [len(t.recommended) for t in turns],
-              "of them in the previous turn's list": carried_over(turns)},
-             index=pd.RangeIndex(1, len(turns) + 1, name="turn")).astype({"of them in the previous turn's list": "Int64"})
+              "of them in the previous turn's list": ["(first turn)" if n is None else n for n in carried_over(turns)]},
+             index=pd.RangeIndex(1, len(turns) + 1, name="turn"))
 
 # %% [markdown]
 # ## Does it listen? A second dialog
@@ -155,7 +156,6 @@ pd.DataFrame({f"'{script[0]}'": [n for _, n in above], f"'{contrast_script[0]}'"
 # neighbours (Eq. 25) each graph contributed to the generator's prompt.
 
 # %% tags=["hide-input"]
-pd.set_option("display.max_colwidth", 200)
 pd.DataFrame([{
     "user": t.user,
     "response (raw, before filling)": t.raw_response,
