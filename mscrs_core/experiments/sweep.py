@@ -139,6 +139,7 @@ def _run_parallel(configs: dict[str, Any], overrides: dict[str, dict[str, Any]],
         f"time ({threads} thread{'s' if threads > 1 else ''} each{'; more when another track ends' if share else ''})")
     done: set[str] = set()
     running: dict[Any, str] = {}
+    # the machine's cores, not this track's ($MSCRS_CPUS): a track may grow to all of them when the others end
     most = max(workers, (os.cpu_count() or 1) // threads) if share else workers
     with ProcessPoolExecutor(most, mp_context=multiprocessing.get_context("spawn")) as pool:
         while len(done) < len(jobs):
