@@ -6,8 +6,8 @@ import io
 import pytest
 import torch
 
-from mscrs_core.chat import (ChatSession, ChatTurn, GraphInputs, carried_over, load_chat_checkpoint, main,
-                              save_chat_checkpoint)
+from mscrs_core.chat import (ChatSession, ChatTurn, GraphInputs, carried_over, format_turn, load_chat_checkpoint,
+                              main, save_chat_checkpoint)
 from mscrs_core.data.samples import conversation_samples
 from mscrs_core.data.synthetic import make_synthetic
 from mscrs_core.models.collate import context_text
@@ -320,3 +320,25 @@ def test_carried_over_counts_the_previous_turns_movies_a_turn_keeps():
     turns = [turn(1, 2, 3), turn(2, 3, 4), turn(5, 6, 7), turn(5, 6, 7)]
     assert carried_over(turns) == [None, 2, 0, 3]
     assert carried_over([]) == []
+
+
+def test_format_turn_wraps_long_lines_under_their_label_and_keeps_every_word():
+    movies = [(i, f"A Rather Long Movie Title Number {i} (2019 film)") for i in range(6)]
+    turn = ChatTurn("I want something scary, like The Shining, but newer and a little less slow, please.",
+                    "Have you seen it?", "Have you seen it?", movies, [], [(0, "The Shining (film)")],
+                    {"kg": movies[:3], "text": movies[3:]})
+    flat = format_turn(turn)
+    assert max(map(len, flat.splitlines())) > 110  # the unwrapped transcript runs past the page
+    wrapped = format_turn(turn, width=60)
+    lines = wrapped.splitlines()
+    assert max(map(len, lines)) <= 60
+    assert len(lines) > len(flat.splitlines())
+    assert wrapped.split() == flat.split()  # the same words in the same order, only the breaks move
+    rec = [i for i, line in enumerate(lines) if line.startswith("  recommended:")][0]
+    assert lines[rec + 1].startswith(" " * 4) and not lines[rec + 1].startswith(" " * 5)
+    user = [line for line in lines if not line.startswith(" ")]
+    assert user[0].startswith("User: ") and user[-1].startswith("System: ")
+    assert format_turn(turn, width=1000) == flat  # nothing to wrap: the same text
+    for bad in (10, 0, True, 60.0):
+        with pytest.raises(ValueError, match="width"):
+            format_turn(turn, width=bad)

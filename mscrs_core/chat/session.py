@@ -118,8 +118,14 @@ class ChatSession:
                         {g: [(e, name(e)) for e in ids] for g, ids in enh.by_graph().items()}, retrieved)
 
 
-def format_turn(turn: ChatTurn, max_neighbours: int = 5) -> str:
-    """The turn as transcript lines: user, system, and the linked, recommended and graph-neighbour entities."""
+def format_turn(turn: ChatTurn, max_neighbours: int = 5, width: int | None = None) -> str:
+    """The turn as transcript lines: user, system, and the linked, recommended and graph-neighbour entities.
+
+    ``width``: wrap every line at that many characters, its continuation indented under the line's label (a
+    rendered page cuts long lines off behind a scroll bar; a terminal wraps them itself, so the CLI leaves it
+    None)."""
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 20):
+        raise ValueError(f"width: expected an integer >= 20 or None, got {width!r}")
     lines = [f"User: {turn.user}", f"System: {turn.response}"]
     if turn.linked:
         lines.append("  linked: " + ", ".join(n for _, n in turn.linked))
@@ -128,7 +134,18 @@ def format_turn(turn: ChatTurn, max_neighbours: int = 5) -> str:
     if turn.neighbours:
         parts = [f"{g}: " + ", ".join(n for _, n in v[:max_neighbours]) for g, v in sorted(turn.neighbours.items())]
         lines.append("  graph neighbours: " + " | ".join(parts))
+    if width is not None:
+        lines = [_wrap(line, width) for line in lines]
     return "\n".join(lines)
+
+
+def _wrap(line: str, width: int) -> str:
+    """``line`` wrapped at ``width``, continuations indented two spaces past its label ("User:", "  recommended:")."""
+    import textwrap
+
+    label = len(line) - len(line.lstrip()) + 2
+    return textwrap.fill(line, width, subsequent_indent=" " * label, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def carried_over(turns: Sequence[ChatTurn]) -> list[int | None]:
