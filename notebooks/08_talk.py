@@ -111,7 +111,7 @@ print(f"conversation run {conversation_run['name']}: test BLEU-2 {conversation_r
 session = ChatSession.load(checkpoint)
 turns = [session.respond(u) for u in script]
 for t in turns:
-    print(format_turn(t, width=110), end="\n\n")
+    print(format_turn(t, width=88), end="\n\n")
 
 # %% [markdown]
 # Does a later request move the list? For each turn after the first: how many of its movies the previous turn's
@@ -139,7 +139,7 @@ pd.DataFrame({"user": [t.user for t in turns],
 contrast = ChatSession.load(checkpoint)
 contrast_turns = [contrast.respond(u) for u in contrast_script]
 for t in contrast_turns:
-    print(format_turn(t, width=110), end="\n\n")
+    print(format_turn(t, width=88), end="\n\n")
 
 # %% tags=["hide-input"]
 above, below = turns[0].recommended, contrast_turns[0].recommended
@@ -175,7 +175,7 @@ pd.DataFrame([{
 # %% tags=["hide-input"]
 def talk(utterance: str) -> None:
     """One user turn: print the response, the recommendations and the graph neighbours."""
-    print(format_turn(session.respond(utterance), width=110))
+    print(format_turn(session.respond(utterance), width=88))
 
 
 with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
