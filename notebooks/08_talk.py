@@ -86,6 +86,7 @@ from mscrs_core.experiments.conversation import ConversationRunConfig
 from mscrs_core.experiments.recommendation import RecRunConfig, default_results_dir, load_result
 from mscrs_core.experiments.sweep import CONVERSATION_RUN_CHAPTER, RUN_CHAPTER, run_points
 
+TRANSCRIPT_WIDTH = 88  # what the rendered page's code column shows without a scroll bar
 print(use_data_root(data_root, check_checksums, datasets=[dataset]))  # the runs below read the data the same way
 root = Path(results_dir) if results_dir else default_results_dir()
 # the two runs: loaded when chapters 3 and 6 ran them under this profile already, executed otherwise
@@ -111,7 +112,7 @@ print(f"conversation run {conversation_run['name']}: test BLEU-2 {conversation_r
 session = ChatSession.load(checkpoint)
 turns = [session.respond(u) for u in script]
 for t in turns:
-    print(format_turn(t, width=88), end="\n\n")
+    print(format_turn(t, width=TRANSCRIPT_WIDTH), end="\n\n")
 
 # %% [markdown]
 # Does a later request move the list? For each turn after the first: how many of its movies the previous turn's
@@ -139,7 +140,7 @@ pd.DataFrame({"user": [t.user for t in turns],
 contrast = ChatSession.load(checkpoint)
 contrast_turns = [contrast.respond(u) for u in contrast_script]
 for t in contrast_turns:
-    print(format_turn(t, width=88), end="\n\n")
+    print(format_turn(t, width=TRANSCRIPT_WIDTH), end="\n\n")
 
 # %% tags=["hide-input"]
 above, below = turns[0].recommended, contrast_turns[0].recommended
@@ -175,7 +176,7 @@ pd.DataFrame([{
 # %% tags=["hide-input"]
 def talk(utterance: str) -> None:
     """One user turn: print the response, the recommendations and the graph neighbours."""
-    print(format_turn(session.respond(utterance), width=88))
+    print(format_turn(session.respond(utterance), width=TRANSCRIPT_WIDTH))
 
 
 with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:

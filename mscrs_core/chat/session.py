@@ -11,6 +11,7 @@ correlation semantic mapping retrieved (Eq. 26).
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,9 +122,9 @@ class ChatSession:
 def format_turn(turn: ChatTurn, max_neighbours: int = 5, width: int | None = None) -> str:
     """The turn as transcript lines: user, system, and the linked, recommended and graph-neighbour entities.
 
-    ``width``: wrap every line at that many characters, its continuation indented under the line's label (a
-    rendered page cuts long lines off behind a scroll bar; a terminal wraps them itself, so the CLI leaves it
-    None)."""
+    ``width``: wrap every line at that many characters, its continuations indented two spaces deeper than the
+    line (a rendered page cuts long lines off behind a scroll bar; a terminal wraps them itself, so the CLI leaves
+    it None). Words are never split, so a single word longer than ``width`` stays whole."""
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 20):
         raise ValueError(f"width: expected an integer >= 20 or None, got {width!r}")
     lines = [f"User: {turn.user}", f"System: {turn.response}"]
@@ -140,11 +141,9 @@ def format_turn(turn: ChatTurn, max_neighbours: int = 5, width: int | None = Non
 
 
 def _wrap(line: str, width: int) -> str:
-    """``line`` wrapped at ``width``, continuations indented two spaces past its label ("User:", "  recommended:")."""
-    import textwrap
-
-    label = len(line) - len(line.lstrip()) + 2
-    return textwrap.fill(line, width, subsequent_indent=" " * label, break_long_words=False,
+    """``line`` wrapped at ``width``, continuations indented two spaces deeper than the line itself."""
+    indent = len(line) - len(line.lstrip()) + 2
+    return textwrap.fill(line, width, subsequent_indent=" " * indent, break_long_words=False,
                          break_on_hyphens=False)
 
 
