@@ -297,7 +297,8 @@ equation_with_code([22, 24], MSCRSRecommender.forward,
 #   coordinate per step: at the prompt's 1e-3 a few dozen steps erase what the graphs put there. The table
 #   trains at 1e-5, the graph layers at `graph_lr`.
 # * **Sizes.** Pre-training and recommendation training run for fewer epochs than UniCRS's recipe
-#   (`pretrain_epochs`, `rec_epochs`, `pretrain_max_samples`); the context is its newest `max_length` = 64
+#   (`pretrain_epochs`, `rec_epochs`, `pretrain_max_samples`; `make book` trains the language-model stage two
+#   epochs, `PROFILE=full` three, chapter 4); the context is its newest `max_length` = 64
 #   tokens (UniCRS: 200); the entity dimension is 64. The text encoder of the graphs is all-MiniLM-L6-v2, not
 #   RoBERTa; there is no image modality (no images exist here).
 # * **Stage names.** The warm-up stage is recorded as "warm-up (no soft prompt)"; results written before the title

@@ -127,3 +127,10 @@ def test_attention_benchmark_decodes_inspired_turns_under_both_attentions(tmp_pa
                                  "--cache-dir", str(tmp_path)])
     _finite_positive(r, ("grouped_s", "copying_s", "ratio"))
     assert r["turns"] == 2 and r["identical"] == 2
+
+
+def test_layer_prompt_backward_compare_tiny_llama():
+    bench = _load("layer_prompt_backward")
+    r = bench.compare(_tiny_llama(), batch=2, width=6, n_prompt=3, n_response=4, repeats=1)
+    _finite_positive(r, ("baseline_s", "new_s", "ratio"))
+    assert r["identical"]  # the two ways give the prompt the same gradient, bit for bit

@@ -131,6 +131,23 @@ def test_bank_file_name_changes_with_each_key():
     assert backbone_fingerprint(a) == backbone_fingerprint(tiny("gpt2"))
 
 
+def test_a_backbone_with_an_appended_token_row_shares_the_bank_and_its_states():
+    """The conversation generator appends the ``<movie>`` row; chapter 7's plain backbone does not. A context
+    without that token has the same states under both, so both read one bank file (the run fingerprint, which
+    names the whole backbone, still tells them apart)."""
+    plain, grown = tiny("llama"), tiny("llama")
+    grown.resize_token_embeddings(51, mean_resizing=False)
+    assert bank_file_name(plain, "inspired", "test", 64) == bank_file_name(grown, "inspired", "test", 64)
+    assert backbone_fingerprint(plain) != backbone_fingerprint(grown)
+    ids, mask = batch()
+    a, b = encode_context(plain, ids, mask), encode_context(grown, ids, mask)
+    assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+    other = tiny("llama")
+    with torch.no_grad():
+        other.get_input_embeddings().weight[:8] += 1  # other weights: another bank
+    assert bank_file_name(other, "inspired", "test", 64) != bank_file_name(plain, "inspired", "test", 64)
+
+
 def test_a_moved_project_keeps_its_backbone_identity_and_banks(tmp_path):
     # the converted SmolLM2 is loaded from <project>/cache/backbones/<name>: the project's place must not matter
     here, there = tiny("llama"), tiny("llama")
@@ -202,3 +219,43 @@ def test_bfloat16_bank_round_trip(tmp_path):
     assert again.load(bank.save(tmp_path / "bf16.safetensors"))
     after = again.lookup(ids, mask)
     assert after.keys.dtype == torch.bfloat16 and torch.equal(before.keys, after.keys)
+
+
+def _backward_nodes(fn) -> list:
+    """Every autograd node reachable from ``fn``."""
+    seen, todo = {}, [fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and id(f) not in seen:
+            seen[id(f)] = f
+            todo += [g for g, _ in f.next_functions]
+    return list(seen.values())
+
+
+def test_as_cache_splits_layers_with_one_backward_node_and_the_same_gradients():
+    """States that carry a gradient (the layer prompt appended to them): every layer of the cache hangs off ONE
+    unbind node, whose backward stacks the layers' gradients once. One ``keys[i]`` per layer would give each layer its
+    own select node, whose backward writes a zero tensor of all layers' size (L of them per step, summed): the same
+    gradients at L times the memory traffic."""
+    from mscrs_core.models.context_states import ContextStates
+
+    torch.manual_seed(4)
+    n_layers = 3
+    base = torch.randn(n_layers, 2, 2, 5, 4)
+    prompt = torch.randn(n_layers, 2, 2, 3, 4, requires_grad=True)
+    keys = torch.cat([base, prompt], dim=3)
+    states = ContextStates(keys, keys * 2, torch.ones(2, 8, dtype=torch.long))
+    cache = states.as_cache()
+    layers = cache.layers
+    assert len(layers) == n_layers
+    nodes = [_backward_nodes(layer.keys.grad_fn) for layer in layers]
+    unbind = {id(fn) for found in nodes for fn in found if type(fn).__name__.startswith("UnbindBackward")}
+    assert len(unbind) == 1  # one node for all layers
+    assert not any(type(fn).__name__.startswith("SelectBackward") for found in nodes for fn in found)
+    weights = torch.arange(1.0, n_layers + 1)
+    g_cache, = torch.autograd.grad(sum(w * (layer.keys.square().sum() + layer.values.sum())
+                                       for w, layer in zip(weights, layers)), prompt)
+    g_select, = torch.autograd.grad(sum(w * (keys[i].square().sum() + (keys * 2)[i].sum())
+                                        for i, w in enumerate(weights)), prompt)
+    assert torch.equal(g_cache, g_select)
+    assert all(torch.equal(layer.keys, keys[i]) for i, layer in enumerate(layers))

@@ -58,10 +58,16 @@ class ContextStates:
 
     def as_cache(self):
         """A fresh ``DynamicCache`` over these states (the stored tensors are never modified: the cache
-        concatenates new positions into new tensors)."""
+        concatenates new positions into new tensors).
+
+        The layers are split with ``unbind``, not one ``keys[i]`` per layer: when the states carry a gradient (the
+        prompt appended as every layer's keys and values, :func:`~mscrs_core.models.layer_prompt.append_layer_prompt`),
+        each ``keys[i]``'s backward writes a zero tensor of ALL layers' size and autograd adds the L of them up, ~2.4 GB
+        of fresh pages per conversation step on SmolLM2; ``unbind``'s backward stacks the L gradients once. The
+        gradients are the same bit for bit (``benchmarks/layer_prompt_backward.py`` times the two)."""
         from transformers import DynamicCache
 
-        return DynamicCache(ddp_cache_data=[(self.keys[i], self.values[i]) for i in range(self.keys.shape[0])])
+        return DynamicCache(ddp_cache_data=list(zip(self.keys.unbind(0), self.values.unbind(0))))
 
 
 @torch.no_grad()
@@ -106,17 +112,18 @@ def _portable_name(name: Any) -> str:
     return path.name if path.is_absolute() else str(name)
 
 
-def backbone_fingerprint(backbone: nn.Module, *, legacy: bool = False) -> str:
+def backbone_fingerprint(backbone: nn.Module, *, legacy: bool = False, vocabulary: bool = True) -> str:
     """Identity of a backbone for cache keys: its config and a checksum of a few weights.
 
     A local model enters by its folder's name, not its absolute path, so a moved or re-cloned project (with its
     ``cache/`` and ``build/runs``) keeps its finished runs and context states. ``legacy=True``: the identity
     earlier versions computed (the absolute path included), which :func:`bank_path` and the run fingerprints
-    still accept for files written in this very place.
+    still accept for files written in this very place. ``vocabulary=False`` leaves the vocabulary's size out
+    (the context-state banks, :func:`bank_file_name`).
     """
     cfg = backbone.config.to_dict()
-    keep = {k: cfg.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size",
-                                     "num_key_value_heads", "_name_or_path")}
+    fields = ("model_type", "hidden_size", "num_hidden_layers", "vocab_size", "num_key_value_heads", "_name_or_path")
+    keep = {k: cfg.get(k) for k in fields if vocabulary or legacy or k != "vocab_size"}
     if not legacy:
         keep["_name_or_path"] = _portable_name(keep["_name_or_path"])
     h = hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode())
@@ -127,8 +134,14 @@ def backbone_fingerprint(backbone: nn.Module, *, legacy: bool = False) -> str:
 
 
 def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int, *, legacy: bool = False) -> str:
-    """File name of a bank: backbone fingerprint, dataset, split and context length (any change: a new file)."""
-    return (f"context-states-{backbone_fingerprint(backbone, legacy=legacy)}-{dataset}-{split}"
+    """File name of a bank: backbone fingerprint, dataset, split and context length (any change: a new file).
+
+    The fingerprint leaves the vocabulary's size out: a bank is keyed row by row by token ids, and a row's states
+    depend only on the embedding rows of its own tokens, which appending rows does not change. So the conversation
+    generator's backbone, whose vocabulary gains the ``<movie>`` row (initialised from the other rows, the same
+    every time), and the plain backbone of chapter 7 share one bank per split instead of each encoding the
+    same contexts (INSPIRED's 960 test contexts: about 4 minutes on one core)."""
+    return (f"context-states-{backbone_fingerprint(backbone, legacy=legacy, vocabulary=False)}-{dataset}-{split}"
             f"-T{max_length}.safetensors")
 
 
