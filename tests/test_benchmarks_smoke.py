@@ -134,3 +134,13 @@ def test_layer_prompt_backward_compare_tiny_llama():
     r = bench.compare(_tiny_llama(), batch=2, width=6, n_prompt=3, n_response=4, repeats=1)
     _finite_positive(r, ("baseline_s", "new_s", "ratio"))
     assert r["identical"]  # the two ways give the prompt the same gradient, bit for bit
+
+
+def test_allocator_compares_two_processes_on_a_tiny_llama():
+    bench = _load("allocator")
+    r = bench.compare(bench.parse(["--backbone", "tiny", "--batch", "2", "--width", "8", "--prompt", "2",
+                                   "--response", "3", "--steps", "1"]))
+    _finite_positive(r, ("ratio",))
+    for name in ("default", "tunables"):
+        _finite_positive(r[name], ("step_s", "peak_rss_mb"))
+    assert r["same_gradients"]  # the allocator changes no number

@@ -202,3 +202,16 @@ def test_a_track_that_ends_hands_its_cores_to_the_one_still_running(tmp_path, mo
             core_share.write_share(share, 0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_kernels_get_the_malloc_tunables_unless_the_caller_set_their_own(monkeypatch):
+    from mscrs_core.book.runner import KERNEL_MALLOC_TUNABLES, kernel_environment
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    env = kernel_environment()
+    assert env["GLIBC_TUNABLES"] == KERNEL_MALLOC_TUNABLES
+    assert "glibc.malloc.mmap_max=0" in KERNEL_MALLOC_TUNABLES.split(":")
+    assert env["MPLBACKEND"].startswith("module://")  # figures into the notebook, whatever make exported
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert kernel_environment()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"

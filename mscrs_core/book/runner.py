@@ -145,6 +145,21 @@ def check_parameters(source: Path, params: dict[str, Any]) -> None:
 
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
+#: glibc malloc settings of the chapters' kernels: every block from the heap (``mmap_max=0``; by default a block
+#: above 32 MB gets fresh pages from the kernel and returns them when freed) and freed memory kept for reuse
+#: (``trim_threshold``, 16 GiB). A conversation training step allocates and frees tens of such blocks; with the
+#: defaults the kernel zeroes gigabytes of new pages per step, about a fifth of the step on chapter 6's run
+#: (``benchmarks/allocator.py`` measures both). Only speed changes, no number; a ``GLIBC_TUNABLES`` of the
+#: caller's own is kept instead, and other C libraries ignore the variable.
+KERNEL_MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=17179869184"
+
+
+def kernel_environment() -> dict[str, str]:
+    """The environment a chapter's kernel starts with: this process's, the data and results paths made absolute,
+    figures into the notebook, and :data:`KERNEL_MALLOC_TUNABLES` unless ``GLIBC_TUNABLES`` is set."""
+    return {"GLIBC_TUNABLES": KERNEL_MALLOC_TUNABLES, **os.environ, **_absolute_paths(),
+            "MPLBACKEND": INLINE_BACKEND}
+
 
 def _absolute_paths() -> dict[str, str]:
     """``MSCRS_DATA`` and ``MSCRS_RESULTS_DIR`` made absolute for the kernel, which runs in ``notebooks/``: a
@@ -167,7 +182,7 @@ def _kernel_manager(stream) -> type:
     class ChapterKernelManager(AsyncKernelManager):
         async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
             kw.setdefault("stderr", stream)
-            kw.setdefault("env", {**os.environ, **_absolute_paths(), "MPLBACKEND": INLINE_BACKEND})
+            kw.setdefault("env", kernel_environment())
             await super().start_kernel(**kw)
 
     return ChapterKernelManager
