@@ -168,6 +168,11 @@ def test_a_moved_project_keeps_its_backbone_identity_and_banks(tmp_path):
     assert path.name == bank_file_name(here, "inspired", "train", 64) and path.read_bytes() == b"states"
     assert not old.exists()
     assert bank_path(tmp_path, here, "inspired", "valid", 64).exists() is False  # nothing to rename: no file
+    # and one written under the name that still held the vocabulary's size
+    sized = tmp_path / bank_file_name(here, "inspired", "test", 64, vocabulary=True)
+    assert sized.name != bank_file_name(here, "inspired", "test", 64)
+    sized.write_bytes(b"test states")
+    assert bank_path(tmp_path, here, "inspired", "test", 64).read_bytes() == b"test states" and not sized.exists()
 
 
 def test_save_streams_new_rows_into_the_file_without_keeping_them(tmp_path):

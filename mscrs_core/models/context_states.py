@@ -133,25 +133,29 @@ def backbone_fingerprint(backbone: nn.Module, *, legacy: bool = False, vocabular
     return h.hexdigest()[:12]
 
 
-def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int, *, legacy: bool = False) -> str:
+def bank_file_name(backbone: nn.Module, dataset: str, split: str, max_length: int, *, legacy: bool = False,
+                   vocabulary: bool = False) -> str:
     """File name of a bank: backbone fingerprint, dataset, split and context length (any change: a new file).
 
     The fingerprint leaves the vocabulary's size out: a bank is keyed row by row by token ids, and a row's states
     depend only on the embedding rows of its own tokens, which appending rows does not change. So the conversation
     generator's backbone, whose vocabulary gains the ``<movie>`` row (initialised from the other rows, the same
     every time), and the plain backbone of chapter 7 share one bank per split instead of each encoding the
-    same contexts (INSPIRED's 960 test contexts: about 4 minutes on one core)."""
-    return (f"context-states-{backbone_fingerprint(backbone, legacy=legacy, vocabulary=False)}-{dataset}-{split}"
+    same contexts (INSPIRED's 960 test contexts: about 4 minutes on one core). ``vocabulary=True``: the name
+    before that (the size in), which :func:`bank_path` renames."""
+    return (f"context-states-{backbone_fingerprint(backbone, legacy=legacy, vocabulary=vocabulary)}-{dataset}-{split}"
             f"-T{max_length}.safetensors")
 
 
 def bank_path(folder: str | os.PathLike, backbone: nn.Module, dataset: str, split: str, max_length: int) -> Path:
-    """Where a bank lives under ``folder`` (:func:`bank_file_name`). A bank written under the earlier,
-    path-dependent name for the same backbone is renamed to the current one, not computed again."""
+    """Where a bank lives under ``folder`` (:func:`bank_file_name`). A bank written under an earlier name for the
+    same backbone (the path-dependent one, or the one with the vocabulary's size) is renamed to the current one,
+    not computed again."""
     path = Path(folder) / bank_file_name(backbone, dataset, split, max_length)
-    old = Path(folder) / bank_file_name(backbone, dataset, split, max_length, legacy=True)
-    if not path.exists() and old != path and old.is_file():
-        os.replace(old, path)
+    for earlier in (dict(vocabulary=True), dict(legacy=True)):
+        old = Path(folder) / bank_file_name(backbone, dataset, split, max_length, **earlier)
+        if not path.exists() and old != path and old.is_file():
+            os.replace(old, path)
     return path
 
 
