@@ -25,6 +25,7 @@ import yaml
 
 from ..data.files import project_root
 from . import timings
+from .warm_kernel import WarmKernel
 
 PROFILES = ("smoke", "default", "full", "paper")
 
@@ -216,8 +217,10 @@ def output_dir(profile: str, out_dir: str | os.PathLike | None = None) -> Path:
 
 def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLike | None = None,
                 overrides: dict[str, Any] | None = None, output_name: str | None = None,
-                prepare_only: bool = False, log_output: bool = False) -> Path:
-    """Execute ``notebooks/<name>.py`` into ``out_dir`` (default ``build/<profile>``)."""
+                prepare_only: bool = False, log_output: bool = False, kernel: WarmKernel | None = None) -> Path:
+    """Execute ``notebooks/<name>.py`` into ``out_dir`` (default ``build/<profile>``).
+
+    ``kernel``: execute in that kept kernel (:mod:`.warm_kernel`, a sweep worker's) instead of a fresh one."""
     import nbformat
     import papermill as pm
 
@@ -237,11 +240,20 @@ def run_chapter(name: str, profile: str = "default", *, out_dir: str | os.PathLi
         src_nb = Path(tmp) / f"{name}.ipynb"
         nbformat.write(nb, src_nb)
         partial = out / f".{target.stem}.partial.ipynb"
-        log = out / f".{target.stem}.kernel.log"
-        with open(log, "w") as kernel_stderr:  # the kernel's own stderr: .<run>.kernel.log beside the notebook
-            pm.execute_notebook(str(src_nb), str(partial), parameters=params, kernel_name="python3",
-                                cwd=str(notebooks_dir()), prepare_only=prepare_only, progress_bar=False,
-                                log_output=log_output, kernel_manager_class=_kernel_manager(kernel_stderr))
+        run = dict(parameters=params, kernel_name="python3", cwd=str(notebooks_dir()), prepare_only=prepare_only,
+                   progress_bar=False, log_output=log_output)
+        if kernel is not None and not prepare_only:  # the kept kernel's stderr goes to its own log (warm_kernel)
+            ok = False
+            try:
+                pm.execute_notebook(str(src_nb), str(partial), km=kernel.manager_for_run(), **run)
+                ok = True
+            finally:
+                kernel.after_run(ok)
+        else:
+            log = out / f".{target.stem}.kernel.log"
+            with open(log, "w") as kernel_stderr:  # the kernel's own stderr: .<run>.kernel.log beside the notebook
+                pm.execute_notebook(str(src_nb), str(partial), kernel_manager_class=_kernel_manager(kernel_stderr),
+                                    **run)
         executed = nbformat.read(partial, as_version=4)
         if hide_injected_parameters(executed):
             nbformat.write(executed, partial)

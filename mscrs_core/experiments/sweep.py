@@ -52,9 +52,32 @@ def available_cpus() -> int:
     return positive_int_env("MSCRS_CPUS", os.cpu_count() or 1)
 
 
+#: this worker process's kept kernel (:mod:`~mscrs_core.book.warm_kernel`), started by its first point
+_WORKER_KERNEL = None
+
+
+def fresh_kernels() -> bool:
+    """``$MSCRS_FRESH_KERNELS`` set (not ``0``): every point in a kernel of its own, as before kernels were kept."""
+    return os.environ.get("MSCRS_FRESH_KERNELS", "0") not in ("", "0")
+
+
+def _worker_kernel(out_dir: str):
+    global _WORKER_KERNEL
+    if _WORKER_KERNEL is None:
+        import atexit
+
+        from ..book.warm_kernel import WarmKernel
+
+        _WORKER_KERNEL = WarmKernel(out_dir)
+        atexit.register(_WORKER_KERNEL.shutdown)
+    return _WORKER_KERNEL
+
+
 def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrides: dict[str, Any],
-             threads: int) -> str:
-    """Run one point in this (worker) process; the kernel inherits the thread limit from its environment."""
+             threads: int, kernel: Any = None) -> str:
+    """Run one point in this (worker) process; the kernel inherits the thread limit from its environment. A worker
+    (``threads`` > 0) executes its points one after the other in one kept kernel (:mod:`~mscrs_core.book.warm_kernel`)
+    unless :func:`fresh_kernels`; ``kernel``: the kept kernel of an in-process sweep."""
     from ..book import runner
 
     if threads:
@@ -62,8 +85,11 @@ def _execute(chapter: str, profile: str, out_dir: str, output_name: str, overrid
         os.environ.pop(SHARE_ENV, None)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+        if kernel is None and not fresh_kernels():
+            kernel = _worker_kernel(out_dir)
     try:
-        runner.run_chapter(chapter, profile, out_dir=out_dir, output_name=output_name, overrides=overrides)
+        runner.run_chapter(chapter, profile, out_dir=out_dir, output_name=output_name, overrides=overrides,
+                           kernel=kernel)
     except Exception as err:  # papermill's errors do not always pickle back to the parent
         raise RuntimeError(f"run {output_name} failed ({type(err).__name__}): {err}") from None
     return output_name
@@ -104,9 +130,13 @@ def run_points(points: Iterable[dict[str, Any]], *, profile: str, base: dict[str
                                       **({} if default_check() else {"check_checksums": False}), "sweep_point": True})
     out_dir = str(results / "notebooks")
     if (workers == 1 and not os.environ.get(SHARE_ENV)) or len(todo) == 1:
-        for name, (_, overrides) in todo.items():
-            log(f"running {name}")
-            _execute(chapter, profile, out_dir, name, overrides, 0)
+        from ..book.warm_kernel import WarmKernel
+
+        # in this process, one after the other: one kept kernel for them all (unless fresh_kernels())
+        with WarmKernel(out_dir) as kept:
+            for name, (_, overrides) in todo.items():
+                log(f"running {name}")
+                _execute(chapter, profile, out_dir, name, overrides, 0, None if fresh_kernels() else kept)
     elif todo:
         _run_parallel({n: cfg for n, (cfg, _) in todo.items()}, {n: o for n, (_, o) in todo.items()}, chapter,
                       profile, out_dir, data_root, workers, log)
