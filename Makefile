@@ -78,6 +78,7 @@ bench: setup
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/generation.py
 	$(PY) benchmarks/context_states.py
+	$(PY) benchmarks/warm_kernel.py
 	$(PY) benchmarks/attention.py
 
 clean:

@@ -144,3 +144,12 @@ def test_allocator_compares_two_processes_on_a_tiny_llama():
     for name in ("default", "tunables"):
         _finite_positive(r[name], ("step_s", "peak_rss_mb"))
     assert r["same_gradients"]  # the allocator changes no number
+
+
+def test_warm_kernel_compares_fresh_and_kept_kernels_on_smoke_points():
+    bench = _load("warm_kernel")
+    r = bench.compare(bench.parse(["--points", "2", "--profile", "smoke"]))
+    _finite_positive(r, ("ratio",))
+    for name in ("fresh", "kept"):
+        _finite_positive(r[name], ("per_point_s", "run_s"))
+    assert r["same_numbers"]  # keeping the kernel changes no number

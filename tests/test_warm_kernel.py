@@ -85,5 +85,6 @@ def test_kept_kernels_give_the_numbers_of_fresh_kernels(tmp_path, monkeypatch):
         assert results["fresh"][name]["test"] == results["kept"][name]["test"], name
         assert results["fresh"][name].get("history") == results["kept"][name].get("history"), name
         assert results["fresh"][name].get("test_per_sample") == results["kept"][name].get("test_per_sample"), name
+        assert results["fresh"][name].get("valid") == results["kept"][name].get("valid"), name
     kernel_logs = sorted(p.name for p in (tmp_path / "kept" / "notebooks").glob(".kernel-*.log"))
     assert len(kernel_logs) == 1  # one kernel ran the three points

@@ -17,8 +17,9 @@ so a kernel that ran a language-model point holds that point's peak. A kernel wh
 :data:`RETIRE_RSS_BYTES` after a point is shut down, and the next point starts a fresh one; so is a kernel whose
 point failed.
 
-Measured (``benchmarks/warm_kernel.py``): on 2 CPU cores with the AVX-512 processor, an untrained graph-scorer point
-on INSPIRED took 12.2 s in a fresh kernel, of which 1.3 s the run itself.
+Measured (``benchmarks/warm_kernel.py``, one thread, AVX512-BF16 processor): 10.5 s per untrained graph-scorer point
+on INSPIRED in a fresh kernel each (the run itself 1.2 s) against 3.2 s in one kept kernel; a warm-up-alone MSCRS point
+26.4 s against 20.6 s (its run 16.5 s); the same numbers both ways.
 """
 from __future__ import annotations
 

@@ -16,7 +16,10 @@ worker, and when another track ends and hands its cores over (:mod:`~mscrs_core.
 at once, each with the same threads: a point's numbers never depend on when that happened. The caches
 the runs share (a dataset's miniature backbone, item and context features: the run configuration's
 ``shared_caches``) are filled once each, by a preparation job in the pool; a run starts when its own caches
-exist, so other runs go on meanwhile, and the costliest runs start first (:mod:`.sweep_plan`). The thread
+exist, so other runs go on meanwhile, and the costliest runs start first (:mod:`.sweep_plan`). Each worker (and an
+in-process sweep) executes its points one after the other in one kept kernel, emptied between points
+(:mod:`~mscrs_core.book.warm_kernel`: about 9 s less per point; ``MSCRS_FRESH_KERNELS=1`` gives each point a kernel
+of its own). The thread
 count can change the last digits of float sums, not the conclusions; a given configuration of tracks and
 workers is deterministic.
 """
