@@ -35,14 +35,18 @@ def _numbers(results: Path, name: str) -> dict:
     return out
 
 
+def _base(args: argparse.Namespace) -> dict:
+    """What every point overrides: chapter 5's warm-up stage alone, or nothing."""
+    return {"pretrain_epochs": 0, "rec_epochs": 0} if args.warm_up_only else {}
+
+
 def measure(args: argparse.Namespace, fresh: bool, results: Path) -> dict:
     from mscrs_core.experiments.sweep import run_points
 
     os.environ["MSCRS_FRESH_KERNELS"] = "1" if fresh else "0"
-    base = {"pretrain_epochs": 0, "rec_epochs": 0} if args.warm_up_only else {}
     points = [{"dataset": args.dataset, "model": args.model, "seed": s} for s in range(1, args.points + 1)]
     t = time.perf_counter()
-    runs = run_points(points, profile=args.profile, base=base, results_dir=results, log=lambda *_: None,
+    runs = run_points(points, profile=args.profile, base=_base(args), results_dir=results, log=lambda *_: None,
                       workers=1)
     wall = time.perf_counter() - t
     return {"per_point_s": wall / len(points), "run_s": float(runs["seconds"].mean()),
@@ -55,10 +59,9 @@ def compare(args: argparse.Namespace) -> dict:
     before = os.environ.get("MSCRS_FRESH_KERNELS")
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            base = {"pretrain_epochs": 0, "rec_epochs": 0} if args.warm_up_only else {}
             # untimed: the shared caches (item features, context features, title readouts) exist afterwards
-            run_points([{"dataset": args.dataset, "model": args.model, "seed": 0}], profile=args.profile, base=base,
-                       results_dir=Path(tmp) / "warm-up", log=lambda *_: None, workers=1)
+            run_points([{"dataset": args.dataset, "model": args.model, "seed": 0}], profile=args.profile,
+                       base=_base(args), results_dir=Path(tmp) / "warm-up", log=lambda *_: None, workers=1)
             fresh = measure(args, True, Path(tmp) / "fresh")
             kept = measure(args, False, Path(tmp) / "kept")
     finally:
